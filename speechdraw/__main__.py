@@ -1,0 +1,3 @@
+from speechdraw.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Releases: what inference loads. A directory, never a pickle.
+
+    <release>/model.pt      plain state dict of tensors (loaded with weights_only=True, strict=True by the caller)
+    <release>/config.json   {"format_version", "kind", "model": {...}, "metrics": {...}, "git_commit", "created", ...}
+    <release>/<other files> recipe-specific: tokens.txt, feature statistics, LMs, decoder settings...
+
+Every inference command takes one release path.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from speechdraw import __version__
+from speechdraw.engine.checkpoint import CheckpointError, atomic_torch_save, safe_load
+
+RELEASE_FORMAT_VERSION = 1
+
+
+class ReleaseError(RuntimeError):
+    pass
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@dataclass
+class Release:
+    dir: Path
+    state_dict: dict[str, torch.Tensor]
+    config: dict  # the whole config.json
+
+    @property
+    def model_config(self) -> dict:
+        return self.config["model"]
+
+    @property
+    def metrics(self) -> dict:
+        return self.config.get("metrics", {})
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+
+def save_release(out_dir: str | os.PathLike, state_dict: dict, model_config: dict, *, kind: str,
+                 metrics: dict | None = None, extra: dict | None = None,
+                 extra_files: dict[str, str | bytes | os.PathLike] | None = None) -> Path:
+    """Write a release directory. `extra_files` maps a file name to bytes, text, or a path to copy."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clean = {k.removeprefix("_orig_mod.").removeprefix("module."): v.detach().cpu().contiguous()
+             for k, v in state_dict.items()}
+    atomic_torch_save(clean, out / "model.pt")
+    for name, content in (extra_files or {}).items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        elif isinstance(content, str) and not os.path.exists(content):
+            target.write_text(content)
+        else:
+            if Path(content).resolve() != target.resolve():
+                shutil.copyfile(content, target)
+    config = {
+        "format_version": RELEASE_FORMAT_VERSION,
+        "kind": kind,
+        "model": model_config,
+        "metrics": metrics or {},
+        "speechdraw_version": __version__,
+        "git_commit": git_commit(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp, out / "config.json")
+    return out
+
+
+def load_release(path: str | os.PathLike, *, kind: str | None = None, map_location="cpu") -> Release:
+    """Read a release directory (or its model.pt / config.json); errors name the path and what is wrong."""
+    p = Path(path)
+    if p.is_file() and p.name in ("model.pt", "config.json"):
+        p = p.parent
+    if not p.exists():
+        raise ReleaseError(f"{p}: no such model (expected a release directory with model.pt and config.json)")
+    if not p.is_dir():
+        raise ReleaseError(f"{p}: a model is a release directory with model.pt and config.json, not a single file")
+    cfg_path, weights_path = p / "config.json", p / "model.pt"
+    for f in (cfg_path, weights_path):
+        if not f.is_file():
+            raise ReleaseError(f"{p}: not a speechdraw release: {f.name} is missing")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ReleaseError(f"{cfg_path}: not valid JSON ({e})") from e
+    if config.get("format_version", 0) > RELEASE_FORMAT_VERSION:
+        raise ReleaseError(f"{p}: release format {config.get('format_version')} is newer than this speechdraw "
+                           f"supports ({RELEASE_FORMAT_VERSION}); upgrade speechdraw")
+    if kind is not None and config.get("kind") != kind:
+        raise ReleaseError(f"{p}: this is a {config.get('kind')!r} model, but a {kind!r} model is needed")
+    try:
+        state_dict = safe_load(weights_path, map_location=map_location)
+    except CheckpointError as e:
+        raise ReleaseError(str(e)) from e
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ReleaseError(f"{weights_path}: expected a plain state dict of tensors")
+    return Release(dir=p, state_dict=state_dict, config=config)
