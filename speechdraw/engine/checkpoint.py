@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -62,14 +63,18 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one loses its central directory
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint (not a complete torch zip archive)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        lines = [ln for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
         raise CheckpointError(
             f"{path}: refused to load: it contains pickled Python objects other than tensors and plain containers, "
             f"and speechdraw loads checkpoints with weights_only=True so that opening a file cannot run code. "
-            f"It was not written by speechdraw, or was modified. ({str(e).splitlines()[0]})") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+            f"It was not written by speechdraw, or was modified. ({(lines or ['weights-only unpickler error'])[0]})"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({str(e).splitlines()[0]})") from e
 
 
