@@ -215,6 +215,8 @@ class Synthesizer:
     """Runs synthesis jobs on a process pool and remembers every utterance's duration."""
 
     def __init__(self, out: Path, jobs: int) -> None:
+        import torch  # noqa: F401  imported before the fork, so workers share it instead of each paying seconds for it
+
         self.out, self.jobs = out, jobs
         self.pool = mp.get_context("fork").Pool(jobs, initializer=_init_worker) if jobs > 1 else None
         self.durations: dict[str, float] = {}
@@ -304,7 +306,7 @@ def build(args: argparse.Namespace) -> dict:
         target, train, total = args.hours * 3600, [], 0.0
         while total < target:
             mean = total / len(train) if train else 5.0
-            size = max(16 * args.jobs, min(1000, math.ceil((target - total) / mean * 1.02)))
+            size = max(4 * args.jobs, min(1000, math.ceil((target - total) / mean * 1.02)))
             chunk = [utterance(plan, splits, "train", len(train) + i) for i in range(size)]
             synth.run(chunk)
             for u in chunk:
