@@ -23,8 +23,8 @@ Rules, in order:
   6. Everything outside [a-z' ] becomes a space; runs of spaces collapse.
 
 Token sets. A `TokenSet` maps symbols to ids 0..len-1 in the order of its `tokens`. It holds no CTC blank: the model
-owns that choice (see speechdraw/asr/model.py), so whoever adds a blank must shift or append it consistently. Two sets
-ship here:
+owns that choice (index 0 with tokens shifted by one, or index len(tokens)) and must apply it the same way in the loss
+and the decoder. Two sets ship here:
   - `TokenSet.characters()`: " " (word boundary), "'" and a-z, 28 symbols; a transcript is split into characters.
   - `TokenSet.phonemes()`: the 39 folded TIMIT phones (Lee & Hon 1989, as in Kaldi's phones.60-48-39.map), including
     "sil"; a transcript is a space-separated phone string. `TIMIT_61_TO_39` is the fold table. (CMUdict's 39 differ:
