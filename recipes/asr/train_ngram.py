@@ -1,0 +1,79 @@
+"""Train a Kneser-Ney n-gram language model on normalised text and write it as ARPA (speechdraw.asr.lm.ngram).
+
+Word model for lexicon decoding (also writes the lexicon built from its vocabulary), character model for
+lexicon-free decoding; optional perplexity and OOV rate on evaluation text (text files or manifests' "text"):
+
+    python recipes/asr/train_ngram.py --text ~/speechdraw-runs/data/synth/lm_train.txt \\
+        --out ~/speechdraw-runs/lm/word4.arpa --ngram.order 4 --ngram.prune 0,0,1 \\
+        --lexicon ~/speechdraw-runs/lm/lexicon.txt \\
+        --eval ~/speechdraw-runs/data/synth/dev.jsonl,~/speechdraw-runs/data/synth/test.jsonl
+    python recipes/asr/train_ngram.py --text ~/speechdraw-runs/data/synth/lm_train.txt \\
+        --out ~/speechdraw-runs/lm/char6.arpa --ngram.units char --ngram.order 6
+
+The training text must not contain evaluation sentences (the synthetic-speech builder writes lm_train.txt with every
+dev/test sentence removed). Flashlight's KenLM reads orders <= 6; higher orders are for perplexity studies.
+Prints (and with --report writes as JSON) training time, vocabulary size, n-grams per order, discounts, ARPA size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechdraw.asr.beam import write_lexicon
+from speechdraw.asr.lm.ngram import NGramConfig, read_sentences, train_ngram
+from speechdraw.engine.config import parse_config
+
+
+@dataclass
+class Config:
+    text: tuple[str, ...] = field(default=(), metadata={"help": "training text files (comma-separated)"})
+    out: str = field(default="lm.arpa", metadata={"help": "ARPA file to write"})
+    lexicon: str = field(default="", metadata={"help": "also write a lexicon of the word vocabulary here"})
+    eval: tuple[str, ...] = field(default=(), metadata={"help": "text files / manifests to report OOV and ppl on"})
+    report: str = field(default="", metadata={"help": "write the figures as JSON here"})
+    ngram: NGramConfig = field(default_factory=NGramConfig)
+
+
+def main(argv=None) -> dict:
+    cfg, _ = parse_config(Config, argv, description=__doc__)
+    if not cfg.text:
+        raise SystemExit("give the training text with --text")
+    sentences = read_sentences(os.path.expanduser(p) for p in cfg.text)
+    lm = train_ngram(sentences, cfg.ngram)
+    s = lm.stats
+    print(f"trained {cfg.ngram.units} {lm.order}-gram on {s['sentences']} sentences ({s['tokens']} units) "
+          f"in {s['train_seconds']:.2f}s; vocabulary {len(lm.vocab)} (with <unk> <s> </s>)")
+    print(f"n-grams per order: {lm.counts} (before pruning: {s['raw_ngrams']})")
+    print("discounts D1 D2 D3+ per order: " + "; ".join(" ".join(f"{d:.3f}" for d in ds) for ds in s["discounts"])
+          + (f" (fallback at orders {s['fallback_orders']})" if s["fallback_orders"] else ""))
+    out = Path(os.path.expanduser(cfg.out))
+    t0 = time.perf_counter()
+    lm.write_arpa(out)
+    write_s = time.perf_counter() - t0
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) in {write_s:.1f}s")
+    report = {"units": cfg.ngram.units, "order": lm.order, "prune": list(cfg.ngram.prune), "arpa": str(out),
+              "arpa_mb": out.stat().st_size / 1e6, "train_seconds": s["train_seconds"], "write_seconds": write_s,
+              "vocab_size": len(lm.vocab), "ngrams": lm.counts, "raw_ngrams": s["raw_ngrams"],
+              "discounts": s["discounts"], "fallback_orders": s["fallback_orders"], "eval": {}}
+    if cfg.lexicon:
+        n = write_lexicon(lm.words(), os.path.expanduser(cfg.lexicon))
+        print(f"wrote lexicon {cfg.lexicon} ({n} words)")
+        report["lexicon"], report["lexicon_words"] = cfg.lexicon, n
+    for path in cfg.eval:
+        ev = lm.evaluate(read_sentences([os.path.expanduser(path)]))
+        print(f"{path}: {ev.sentences} sentences, OOV rate {100 * ev.oov_rate:.2f}%, perplexity {ev.perplexity:.2f} "
+              f"(with OOVs as <unk>: {ev.perplexity_with_oov:.2f})")
+        report["eval"][path] = {"sentences": ev.sentences, "units": ev.units, "oov_rate": ev.oov_rate,
+                                "perplexity": ev.perplexity, "perplexity_with_oov": ev.perplexity_with_oov}
+    if cfg.report:
+        Path(cfg.report).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
