@@ -2,10 +2,10 @@
 
 Two modes, chosen by the settings (`BeamConfig`, what a release keeps as decoder.json):
   * lexicon: hypotheses are sequences of lexicon words, scored by a word n-gram;
-        score = am + lm_weight * lm + word_score * words + sil_score * silences
+        score = am + lm_weight * lm + word_score * words + sil_score * (frames spent in silence "|")
   * lexicon-free: any token sequence, scored token by token by a character n-gram (units = tokens, "|" between
     words); with no LM at all this is plain CTC prefix search.
-        score = am + lm_weight * lm + sil_score * silences
+        score = am + lm_weight * lm + sil_score * (silence frames)
   am is the sum of the emission log-probabilities (natural log) along the best CTC path; lm is KenLM's log10
   probability of the hypothesis including </s>, unweighted (so lm_weight also converts log10 into the AM's units).
 
