@@ -1,0 +1,272 @@
+"""DRAW's selective attention (Gregor et al. 2015, section 3): Gaussian filterbanks, read and write.
+
+An N x N grid of Gaussian filters is laid over a B x A image (B rows, A columns; the paper's notation, here `height` x
+`width`). Five numbers emitted by a linear map of the decoder state place it:
+
+    (g~X, g~Y, log sigma^2, log delta~, log gamma) = W(h_dec)
+    gX = (A + 1) / 2 * (g~X + 1)            gY = (B + 1) / 2 * (g~Y + 1)
+    delta = (max(A, B) - 1) / (N - 1) * delta~
+    mu_X^i = gX + (i - N/2 - 0.5) * delta   mu_Y^j = gY + (j - N/2 - 0.5) * delta      i, j = 1..N
+    F_X[i, a] = exp(-(a - mu_X^i)^2 / (2 sigma^2)) / Z_X    a = 1..A (rows sum to 1); F_Y likewise over b = 1..B
+
+    read(x, x^)  = gamma * [F_Y x F_X^T, F_Y x^ F_X^T]       (2 x N x N per channel)
+    write(w)     = 1 / gamma * F_Y^T w F_X                   (B x A per channel)
+
+Pixel coordinates a, b run from 1, as in the paper, so that g~ = 0 (an untrained head) puts the grid centre exactly on
+the image centre (A + 1) / 2; a 0-indexed port is half a pixel off and its windows drift. The row normalisation is
+computed as a softmax over pixel positions: identical to exp / sum, but it cannot underflow to 0 / 0 when sigma is tiny
+or the window lies far outside the image, so no epsilon is needed. Colour images share one filterbank across channels.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NUM_PARAMS = 5  # (g~X, g~Y, log sigma^2, log delta~, log gamma)
+
+
+class Window(NamedTuple):
+    """Where an N x N filter grid sits, in 1-indexed pixel coordinates. Every field has the same shape (...,)."""
+
+    gx: Tensor  # grid centre, column coordinate in [1, A] when inside the image
+    gy: Tensor  # grid centre, row coordinate in [1, B]
+    delta: Tensor  # stride between neighbouring filters, in pixels
+    sigma2: Tensor  # variance of every filter, in pixels^2
+    gamma: Tensor  # intensity: multiplies a read, divides a write
+
+    def box(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(x_lo, y_lo, x_hi, y_hi): the centres of the outermost filters, mu^1 and mu^N, 1-indexed."""
+        half = (n - 1) / 2 * self.delta
+        return self.gx - half, self.gy - half, self.gx + half, self.gy + half
+
+    def detach(self) -> Window:
+        return Window(*(t.detach() for t in self))
+
+
+def stride_scale(n: int, height: int, width: int) -> float:
+    """(max(A, B) - 1) / (N - 1): with delta~ = 1 the grid spans the whole image. N = 1 has no stride to scale."""
+    return float(max(height, width) - 1) / max(n - 1, 1)
+
+
+def window_from_params(params: Tensor, n: int, height: int, width: int) -> Window:
+    """Decode the five raw head outputs (..., 5) into a Window for an N x N grid on a height x width image."""
+    gx_, gy_, log_sigma2, log_delta, log_gamma = params.unbind(-1)
+    return Window(
+        gx=(width + 1) / 2 * (gx_ + 1),
+        gy=(height + 1) / 2 * (gy_ + 1),
+        delta=stride_scale(n, height, width) * torch.exp(log_delta),
+        sigma2=torch.exp(log_sigma2),
+        gamma=torch.exp(log_gamma),
+    )
+
+
+def filter_offsets(n: int, device=None, dtype=None) -> Tensor:
+    """(N,) the factors (i - N/2 - 0.5) for i = 1..N: filter i's mean is g + offset_i * delta."""
+    return torch.arange(1, n + 1, device=device, dtype=dtype) - (n / 2 + 0.5)
+
+
+# Filter weights below e^-40 (4e-18) of their row's largest are set to exactly 0. In fp32 they cannot change a sum
+# that holds the largest weight, but left in they become denormal numbers in the products downstream, and every
+# arithmetic instruction on a denormal takes a CPU microcode assist: 20-30% of a training step, measured.
+_LOG_FLOOR = -40.0
+_FLOOR = 5e-18  # just above e^-40, so clamped logits come out as exact zeros
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(n: int, height: int, width: int, device: torch.device, dtype: torch.dtype):
+    """Per-shape constants: centre scales (2,), scaled filter offsets (N,), pixel coordinates (2, 1, S), mask or None,
+    last pixel per axis (2, 1).
+
+    Both axes share one (B, 2, N, S) tensor, S = max(A, B); on a non-square image the shorter axis's extra columns
+    are masked to zero weight."""
+    size = max(height, width)
+    centre_scale = torch.tensor([(width + 1) / 2, (height + 1) / 2], device=device, dtype=dtype)
+    offsets = filter_offsets(n, device, dtype) * stride_scale(n, height, width)
+    coords = torch.arange(1, size + 1, device=device, dtype=dtype).expand(2, 1, size).contiguous()
+    mask = None
+    if height != width:
+        # The shorter axis repeats its last coordinate (so its row maximum is a real pixel's) and is masked to 0.
+        mask = torch.zeros(2, 1, size, device=device, dtype=dtype)
+        for axis, length in enumerate((width, height)):
+            coords[axis, :, length:] = length
+            mask[axis, :, :length] = 1
+    last = torch.tensor([[width], [height]], device=device, dtype=dtype)  # (2, 1) each axis's last pixel
+    return centre_scale, offsets, coords, mask, last
+
+
+class _Filterbanks(torch.autograd.Function):
+    """(B, 5) raw head outputs -> F (B, 2, N, S) (X then Y filters), gamma (B,); see filterbanks().
+
+    One autograd node with a hand-derived backward instead of ~30: per glimpse this runs twice (read and write), and at
+    these sizes each torch op costs more in dispatch than in arithmetic."""
+
+    @staticmethod
+    def forward(ctx, params: Tensor, n: int, height: int, width: int):
+        b = params.shape[0]
+        centre_scale, offsets, coords, mask, last = _constants(n, height, width, params.device, params.dtype)
+        g = (params[:, :2] + 1) * centre_scale  # (B, 2) grid centre (gX, gY), 1-indexed
+        e = params[:, 2:].exp()  # (B, 3) sigma^2, delta~, gamma
+        sigma2, delta_t, gamma = e.unbind(1)
+        mu = torch.addcmul(g[:, :, None], offsets, delta_t[:, None, None])  # (B, 2, N) filter means
+        d = coords - mu[..., None]  # (B, 2, N, S) a - mu
+        k = -0.5 / sigma2  # (B,)
+        # Shift each row so its largest logit is 0 (so exp cannot underflow the whole row): the largest is at the pixel
+        # nearest mu, known without a reduction over pixels.
+        nearest = torch.minimum(mu.round().clamp_min_(1), last)  # (B, 2, N)
+        f = torch.mul(d, d).sub_((nearest - mu).square_()[..., None]).mul_(k.view(b, 1, 1, 1))
+        f.clamp_min_(_LOG_FLOOR).exp_()
+        F.threshold(f, _FLOOR, 0.0, inplace=True)
+        if mask is not None:
+            f.mul_(mask)
+        f.div_(f.sum(-1, keepdim=True))
+        ctx.save_for_backward(f, d, k, e)
+        ctx.consts = (centre_scale, offsets)
+        return f, gamma.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, df: Tensor, dgamma: Tensor):
+        f, d, k, e = ctx.saved_tensors
+        centre_scale, offsets = ctx.consts
+        b = f.shape[0]
+        dl = (df - (df * f).sum(-1, keepdim=True)).mul_(f)  # d loss / d logit: the softmax Jacobian
+        dk = (dl * d * d).sum((1, 2, 3))  # logit = k d^2
+        dmu = (dl * d).sum(-1).mul_(-2 * k.view(b, 1, 1))  # (B, 2, N); d logit / d mu = -2 k d
+        dg = dmu.sum(-1)  # (B, 2)
+        ddelta_t = (dmu * offsets).sum((1, 2))
+        # log-parameterised: d/d log v = v d/dv. k = -1/(2 sigma^2) gives d/d log sigma^2 = -k dk.
+        grad = torch.stack((dg[:, 0] * centre_scale[0], dg[:, 1] * centre_scale[1], -k * dk,
+                            ddelta_t * e[:, 1], dgamma * e[:, 2]), dim=1)
+        return grad, None, None, None
+
+
+def filterbanks(params: Tensor, n: int, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Raw head outputs (B, 5) -> (F_X (B, N, A), F_Y (B, N, B), gamma (B,)): the Gaussian filterbanks, rows summing
+    to 1, of window_from_params(params, n, height, width), differentiable in params."""
+    f, gamma = _Filterbanks.apply(params, n, height, width)
+    return f[:, 0, :, :width], f[:, 1, :, :height], gamma
+
+
+class _Read(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, canvas: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor):
+        b, c, h, w = x.shape
+        n = fx.shape[1]
+        s = torch.sigmoid(canvas)
+        imgs = torch.cat((x, x - s), dim=1)  # (B, 2C, H, W): x and the error image x^
+        cols = torch.bmm(imgs.view(b, 2 * c * h, w), fx.transpose(1, 2))  # (B, 2C H, N): image F_X^T
+        cols = cols.view(b, 2 * c, h, n).transpose(1, 2).reshape(b, h, 2 * c * n)  # (B, H, 2C N)
+        g = torch.bmm(fy, cols).view(b, n, 2 * c, n).transpose(1, 2).reshape(b, 2 * c * n * n)  # (B, 2C N N)
+        ctx.save_for_backward(imgs, cols, fx, fy, gamma, g, s)
+        return g * gamma[:, None]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout: Tensor):
+        imgs, cols, fx, fy, gamma, g, s = ctx.saved_tensors
+        b, c2, h, w = imgs.shape
+        n = fx.shape[1]
+        dgamma = (dout * g).sum(1)
+        dg = (dout * gamma[:, None]).view(b, c2, n, n).transpose(1, 2).reshape(b, n, c2 * n)  # (B, N, 2C N)
+        dfy = torch.bmm(dg, cols.transpose(1, 2))  # (B, N, H)
+        dcols = torch.bmm(fy.transpose(1, 2), dg).view(b, h, c2, n).transpose(1, 2).reshape(b, c2 * h, n)
+        dfx = torch.bmm(dcols.transpose(1, 2), imgs.view(b, c2 * h, w))  # (B, N, W)
+        dcanvas = None
+        if ctx.needs_input_grad[1]:
+            half = c2 // 2 * h  # rows of x^ in the (2C H) stack
+            dx_hat = torch.bmm(dcols[:, half:], fx).view(b, c2 // 2, h, w)
+            dcanvas = dx_hat.mul_(s * s - s)  # x^ = x - sigmoid(c): d x^ / dc = -s (1 - s)
+        return None, dcanvas, dfx, dfy, dgamma
+
+
+def read(x: Tensor, canvas: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor) -> Tensor:
+    """gamma * [F_Y x F_X^T, F_Y x^ F_X^T] with x^ = x - sigmoid(canvas), flattened: (B, C, H, W) image and canvas
+    logits c_{t-1}, F_X (B, N, W), F_Y (B, N, H), gamma (B,) -> (B, 2*C*N*N).
+
+    The order of the output is (image/error, channel, row, column), which the encoder's input weights are laid out for.
+    Differentiable in the canvas, the filters and gamma (not in x: the data).
+    """
+    return _Read.apply(x, canvas, fx, fy, gamma)
+
+
+class _Write(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, patch: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor):
+        b, c, n, _ = patch.shape
+        h, w = fy.shape[2], fx.shape[2]
+        wp = patch / gamma.view(b, 1, 1, 1)  # divide the N x N patch, not the H x W result: same value, fewer flops
+        rows = torch.bmm(wp.view(b, c * n, n), fx)  # (B, C N, W): w F_X
+        rows_t = rows.view(b, c, n, w).transpose(1, 2).reshape(b, n, c * w)  # (B, N, C W)
+        out = torch.bmm(fy.transpose(1, 2), rows_t)  # (B, H, C W): F_Y^T w F_X
+        ctx.save_for_backward(wp, fx, fy, gamma, rows_t)
+        return out.view(b, h, c, w).transpose(1, 2).reshape(b, c, h, w)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout: Tensor):
+        wp, fx, fy, gamma, rows_t = ctx.saved_tensors
+        b, c, n, _ = wp.shape
+        h, w = fy.shape[2], fx.shape[2]
+        dout_t = dout.transpose(1, 2).reshape(b, h, c * w)  # (B, H, C W)
+        drows_t = torch.bmm(fy, dout_t)  # (B, N, C W)
+        dfy = torch.bmm(rows_t, dout_t.transpose(1, 2))  # (B, N, H)
+        drows = drows_t.view(b, n, c, w).transpose(1, 2).reshape(b, c * n, w)  # (B, C N, W)
+        dwp = torch.bmm(drows, fx.transpose(1, 2)).view(b, c, n, n)
+        dfx = torch.bmm(wp.view(b, c * n, n).transpose(1, 2), drows)  # (B, N, W)
+        dpatch = dwp / gamma.view(b, 1, 1, 1)
+        dgamma = -(dwp * wp).sum((1, 2, 3)) / gamma  # d(patch / gamma) / d gamma = -wp / gamma
+        return dpatch, dfx, dfy, dgamma
+
+
+def write(patch: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor) -> Tensor:
+    """1 / gamma * F_Y^T w F_X: (B, C, N, N) patch, F_X (B, N, W), F_Y (B, N, H) -> (B, C, H, W)."""
+    return _Write.apply(patch, fx, fy, gamma)
+
+
+def read_no_attention(x: Tensor, canvas: Tensor) -> Tensor:
+    """The attention-free read [x, x^], x^ = x - sigmoid(canvas): (B, C, H, W) x 2 -> (B, 2*C*H*W)."""
+    return torch.cat((x.flatten(1), (x - torch.sigmoid(canvas)).flatten(1)), dim=1)
+
+
+def write_no_attention(h_dec: Tensor, layer: nn.Linear, shape: tuple[int, int, int]) -> Tensor:
+    """The attention-free write: a linear map of the decoder state onto every pixel, (B, H_dec) -> (B, C, H, W)."""
+    return layer(h_dec).view(-1, *shape)
+
+
+class AttentionHead(nn.Module):
+    """The linear map from a decoder state to one window's five parameters. Read and write each own one (a port that
+    shares a single head ties where the model looks to where it draws, which the paper does not)."""
+
+    def __init__(self, hidden_size: int, n: int, height: int, width: int):
+        super().__init__()
+        self.n, self.height, self.width = n, height, width
+        self.linear = nn.Linear(hidden_size, NUM_PARAMS)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, hidden) -> (F_X (B, N, A), F_Y (B, N, B), gamma (B,))."""
+        return filterbanks(self.linear(h), self.n, self.height, self.width)
+
+    def window(self, h: Tensor) -> Window:
+        """(B, hidden) -> where the grid sits, Window of (B,) tensors."""
+        return window_from_params(self.linear(h), self.n, self.height, self.width)
+
+
+__all__ = [
+    "NUM_PARAMS",
+    "AttentionHead",
+    "Window",
+    "filter_offsets",
+    "filterbank",
+    "filterbanks",
+    "read",
+    "read_no_attention",
+    "stride_scale",
+    "window_from_params",
+    "write",
+    "write_no_attention",
+]

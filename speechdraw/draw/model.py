@@ -1,0 +1,531 @@
+"""DRAW: a recurrent variational auto-encoder that builds an image glimpse by glimpse (Gregor et al. 2015).
+
+For t = 1..T (paper, eqs. 3-8):
+
+    x^_t   = x - sigmoid(c_{t-1})                          error image
+    r_t    = read(x, x^_t, h_dec_{t-1})                    attention.read, or [x, x^_t] without attention
+    h_enc_t = LSTM_enc(h_enc_{t-1}, [r_t, h_dec_{t-1}])
+    z_t    ~ Q(z_t | h_enc_t) = N(mu_t, sigma_t)           mu_t, log sigma_t = W(h_enc_t); z_t = mu_t + sigma_t eps_t
+    h_dec_t = LSTM_dec(h_dec_{t-1}, z_t)
+    c_t    = c_{t-1} + write(h_dec_t)
+
+and the image is drawn from D(x | sigmoid(c_T)). The loss, in nats per image, is the reconstruction negative
+log-likelihood plus sum_t KL(Q(z_t | h_enc_t) || N(0, I)) = sum_t 1/2 sum_d (mu^2 + sigma^2 - log sigma^2 - 1); its
+mean over the test set is the "NLL bound" the paper reports. c_0, h_enc_0, h_dec_0 (and the LSTM cell states) are
+learned biases (section 2.1). With `num_classes` > 0 a one-hot label joins the encoder and decoder inputs.
+
+Parameters live in ordinary nn.LSTMCell / nn.Linear modules, so the state dict reads like the equations and a
+straightforward implementation can load it unchanged. The forward pass does not call those modules step by step: once
+per batch it concatenates weights that share an input (encoder input and recurrent weights; the write head, write patch
+and next read head, which all read h_dec_t) so each glimpse costs one GEMM per LSTM plus one for all decoder heads, and
+folds inputs that do not change over the glimpses (the label, and x itself without attention) into a per-image bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from speechdraw.draw import attention
+from speechdraw.draw.attention import AttentionHead, Window
+
+LIKELIHOODS = ("bernoulli", "logistic")
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class DrawConfig:
+    height: int = 28  # image rows, B in the paper
+    width: int = 28  # image columns, A in the paper
+    channels: int = 1  # 1 for MNIST, 3 for SVHN / CIFAR-10
+    steps: int = 64  # T, number of glimpses
+    enc_size: int = 256  # encoder LSTM units
+    dec_size: int = 256  # decoder LSTM units
+    z_size: int = 100  # latent dimensions per glimpse
+    attention: bool = True  # Gaussian read/write windows; False reads the whole image and writes every pixel
+    read_n: int = 2  # read grid is read_n x read_n (paper MNIST: 2)
+    write_n: int = 5  # write grid is write_n x write_n (paper MNIST: 5)
+    likelihood: str = "bernoulli"  # "bernoulli" for binary images, "logistic" (discretised, 8-bit) for colour
+    num_classes: int = 0  # > 0: class-conditional, a one-hot label feeds encoder and decoder
+
+    def __post_init__(self):
+        for name in ("height", "width", "channels", "steps", "enc_size", "dec_size", "z_size", "read_n", "write_n"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DrawConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"DrawConfig.likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if self.num_classes < 0:
+            raise ValueError(f"DrawConfig.num_classes must be >= 0, got {self.num_classes}")
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def num_dims(self) -> int:
+        return self.channels * self.height * self.width
+
+    @property
+    def read_size(self) -> int:
+        """Length of r_t: x and x^ glimpses, every channel."""
+        per_image = self.read_n**2 if self.attention else self.height * self.width
+        return 2 * self.channels * per_image
+
+    @property
+    def patch_size(self) -> int:
+        """Length of the write patch w_t: an N x N patch per channel, or every pixel without attention."""
+        return self.channels * (self.write_n**2 if self.attention else self.height * self.width)
+
+
+class DrawLoss(NamedTuple):
+    """Per-image loss terms, all fp32 nats. nll_bound.mean() is the training objective and the paper's figure."""
+
+    recon: Tensor  # (B,) -log D(x | sigmoid(c_T)), summed over pixels
+    kl: Tensor  # (B,) sum_t KL(Q(z_t) || N(0, I))
+    kl_steps: Tensor  # (B, T) the KL of each glimpse's latent
+    dims: int  # pixels x channels, to convert to bits/dim
+
+    @property
+    def nll_bound(self) -> Tensor:
+        return self.recon + self.kl
+
+    @property
+    def bits_per_dim(self) -> Tensor:
+        return self.nll_bound / (self.dims * math.log(2))
+
+
+@dataclass
+class DrawTrace:
+    """What happened glimpse by glimpse, for pictures. Window fields are (T, B); None where there is no such window."""
+
+    canvases: Tensor  # (T, B, C, H, W) sigmoid(c_t): the image the model would emit after glimpse t
+    write: Window | None  # write windows, None without attention
+    read: Window | None  # read windows (reconstruction only), None without attention
+    z: Tensor  # (T, B, Z) the latents used
+    loss: DrawLoss | None = None  # reconstruction only
+
+    @property
+    def images(self) -> Tensor:
+        """(B, C, H, W) the final output mean."""
+        return self.canvases[-1]
+
+
+def gaussian_kl(mu: Tensor, log_sigma: Tensor) -> Tensor:
+    """KL(N(mu, sigma^2) || N(0, 1)) summed over the last dim: 1/2 sum (mu^2 + sigma^2 - log sigma^2 - 1).
+
+    The -1 is per latent dimension (and per glimpse): a port that subtracts T/2 once per image is off by (Z-1) T / 2.
+    """
+    return 0.5 * (mu.square() + torch.exp(2 * log_sigma) - 2 * log_sigma - 1).sum(-1)
+
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log Bernoulli(x | sigmoid(logits)) summed per image: (B, C, H, W) x 2 -> (B,). Works on the logits for
+    stability: sigmoid then log underflows where the canvas saturates."""
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+
+
+def discretized_logistic_nll(mean: Tensor, log_scale: Tensor, x: Tensor, bins: int = 256) -> Tensor:
+    """-log P(x) for x on the 8-bit grid {0, 1/255, ..., 1} under a logistic(mean, exp(log_scale)) discretised into
+    `bins` bins, the end bins absorbing the tails (as PixelCNN++). (B, C, H, W) -> (B,) nats."""
+    half = 0.5 / (bins - 1)
+    inv_s = torch.exp(-log_scale)
+    centred = x - mean
+    plus = inv_s * (centred + half)
+    minus = inv_s * (centred - half)
+    log_cdf_plus = plus - F.softplus(plus)  # log sigmoid(plus), for the bottom bin
+    log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - sigmoid(minus)), for the top bin
+    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    # Where the bin mass underflows (far tails), fall back to the density at the bin centre times the bin width.
+    mid = inv_s * centred
+    log_pdf_mid = mid - log_scale - 2 * F.softplus(mid)
+    log_mid = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp_min(1e-12)), log_pdf_mid + math.log(2 * half))
+    logp = torch.where(x < half, log_cdf_plus, torch.where(x > 1 - half, log_one_minus_cdf_minus, log_mid))
+    return -logp.flatten(1).sum(1)
+
+
+def lstm_pointwise_ops(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The element-wise half of an LSTM cell from plain torch ops: (B, 4H) gates (i, f, g, o), (B, H) cell -> h, c."""
+    i, f, g, o = gates.chunk(4, 1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
+class _Stash:
+    """Inputs X (T, B, K) and output gradients G (T, B, N) of every glimpse's use of one shared weight."""
+
+    def __init__(self, steps: int, batch: int, k: int, n: int, like: Tensor):
+        self.x = like.new_empty(steps, batch, k)
+        self.g = like.new_empty(steps, batch, n)
+        self.filled = [False] * steps  # glimpses whose backward has written G[t]
+        self.count = 0  # glimpses run so far
+
+
+class _SharedWeightGate(torch.autograd.Function):
+    """Identity on (weight_t, bias) whose backward computes their gradients for all glimpses at once.
+
+    Every glimpse's node consumes the gate's outputs, so autograd runs the gate's backward only after all of them have
+    run theirs and written their output gradients into the stash. Then dW = G^T X is one (N x T B) @ (T B x K) GEMM,
+    where autograd would run T skinny (N x B) @ (B x K) GEMMs and T read-modify-writes of the weight's gradient."""
+
+    @staticmethod
+    def forward(ctx, weight_t: Tensor, bias: Tensor, stash: _Stash):
+        ctx.stash = stash
+        ctx.per_image_bias = bias.dim() == 2
+        return weight_t.view_as(weight_t), bias.view_as(bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, _grad_w, _grad_b):  # incoming grads are zeros: the glimpses return none for the weight
+        stash, ctx.stash = ctx.stash, None
+        t = stash.count
+        for i in range(t):
+            if not stash.filled[i]:  # that glimpse's output did not reach the loss
+                stash.g[i].zero_()
+        x = stash.x[:t].reshape(-1, stash.x.shape[2])  # (T B, K)
+        g = stash.g[:t].reshape(-1, stash.g.shape[2])  # (T B, N)
+        grad_w_t = torch.mm(g.t(), x).t()  # (K, N), laid out as the transposed view it is the gradient of
+        grad_b = stash.g[:t].sum(0) if ctx.per_image_bias else g.sum(0)
+        return grad_w_t, grad_b, None
+
+
+class _GlimpseLinear(torch.autograd.Function):
+    """bias + [parts] @ weight_t for one glimpse; writes its input and output gradient into the stash and returns no
+    weight gradient (the gate computes it for all glimpses)."""
+
+    @staticmethod
+    def forward(ctx, weight_t: Tensor, bias: Tensor, stash: _Stash, *parts: Tensor):
+        t = stash.count
+        stash.count += 1
+        x = torch.cat(parts, dim=1, out=stash.x[t]) if len(parts) > 1 else stash.x[t].copy_(parts[0])
+        ctx.save_for_backward(weight_t)
+        ctx.stash, ctx.t, ctx.widths = stash, t, [p.shape[1] for p in parts]
+        return torch.addmm(bias, x, weight_t)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        (weight_t,) = ctx.saved_tensors
+        stash, t = ctx.stash, ctx.t
+        stash.g[t].copy_(grad)
+        stash.filled[t] = True
+        return (None, None, None, *_split_input_grad(ctx, stash.g[t], weight_t))
+
+
+class _GlimpseLSTM(torch.autograd.Function):
+    """One LSTM cell step, gates = bias + [parts] @ weight_t (gate order i, f, g, o as nn.LSTMCell), with a
+    hand-written backward that writes d(gates) straight into the stash.
+
+    Composed from torch ops a cell step is ~12 autograd nodes with their own saved tensors; at 2 cells x 64 glimpses
+    the bookkeeping costs more than the arithmetic on a CPU. test_draw_model checks the gradients against autograd."""
+
+    @staticmethod
+    def forward(ctx, c: Tensor, weight_t: Tensor, bias: Tensor, stash: _Stash, *parts: Tensor):
+        t = stash.count
+        stash.count += 1
+        x = torch.cat(parts, dim=1, out=stash.x[t]) if len(parts) > 1 else stash.x[t].copy_(parts[0])
+        gates = torch.addmm(bias, x, weight_t)  # (B, 4H)
+        i, f, g, o = gates.chunk(4, 1)
+        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+        g = torch.tanh(g)
+        c_new = torch.addcmul(f * c, i, g)
+        tc = torch.tanh(c_new)
+        h = o * tc
+        ctx.save_for_backward(weight_t, i, f, g, o, c, tc)
+        ctx.stash, ctx.t, ctx.widths = stash, t, [p.shape[1] for p in parts]
+        return h, c_new
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dh: Tensor, dc_new: Tensor):
+        weight_t, i, f, g, o, c, tc = ctx.saved_tensors
+        stash, t = ctx.stash, ctx.t
+        dc = torch.addcmul(dc_new, dh * o, 1 - tc * tc)  # through h = o tanh(c_new), plus the direct path
+        torch.cat((dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)),
+                  dim=1, out=stash.g[t])
+        stash.filled[t] = True
+        return (dc * f, None, None, None, *_split_input_grad(ctx, stash.g[t], weight_t))
+
+
+def _split_input_grad(ctx, grad_out: Tensor, weight_t: Tensor) -> list[Tensor | None]:
+    """d[parts] = grad_out @ weight^T, split back into the concatenated parts (None where no grad is needed)."""
+    needs = ctx.needs_input_grad[-len(ctx.widths):]
+    if not any(needs):
+        return [None] * len(needs)
+    grad_x = torch.mm(grad_out, weight_t.t())
+    return [gp if need else None for gp, need in zip(grad_x.split(ctx.widths, dim=1), needs)]
+
+
+class SharedLinear:
+    """bias + [parts] @ weight_t, applied once per glimpse with one weight: (K, N) weight_t, (N,) or (B, N) bias.
+
+    With gradients enabled the inputs and output gradients of all glimpses are kept in one (T, B, .) buffer each and
+    the weight's gradient is one GEMM over them (see _SharedWeightGate). Without gradients, or with deferred=False
+    (what torch.compile traces), it is a plain addmm."""
+
+    def __init__(self, weight_t: Tensor, bias: Tensor, steps: int, batch: int, deferred: bool = True):
+        self.deferred = deferred and torch.is_grad_enabled() and (weight_t.requires_grad or bias.requires_grad)
+        if self.deferred:
+            self.stash = _Stash(steps, batch, weight_t.shape[0], weight_t.shape[1], weight_t)
+            weight_t, bias = _SharedWeightGate.apply(weight_t, bias, self.stash)
+        self.weight_t, self.bias = weight_t, bias
+
+    def __call__(self, *parts: Tensor) -> Tensor:
+        """(B, K_1), (B, K_2), ... -> (B, N)."""
+        if self.deferred:
+            return _GlimpseLinear.apply(self.weight_t, self.bias, self.stash, *parts)
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return torch.addmm(self.bias, x, self.weight_t)
+
+    def lstm(self, c: Tensor, *parts: Tensor) -> tuple[Tensor, Tensor]:
+        """An LSTM cell step whose gates are this map of [parts]: (B, H) cell, inputs -> (h, c) of the next step."""
+        if self.deferred:
+            return _GlimpseLSTM.apply(c, self.weight_t, self.bias, self.stash, *parts)
+        return lstm_pointwise_ops(self(*parts), c)
+
+
+class _Fused(NamedTuple):
+    """Per-batch linear maps, each from weights concatenated once per batch."""
+
+    enc: SharedLinear  # [r_t, h_dec_{t-1}, h_enc_{t-1}] -> encoder gates (B, 4 H_enc); bias may hold label / x terms
+    q: SharedLinear  # h_enc_t -> (mu_t, log sigma_t) (B, 2Z)
+    dec: SharedLinear  # [z_t, h_dec_{t-1}] -> decoder gates (B, 4 H_dec)
+    heads: SharedLinear  # h_dec_t -> [write params (5), patch (P), next read params (5)]; (B, C H W) w/o attention
+
+
+class Draw(nn.Module):
+    def __init__(self, cfg: DrawConfig):
+        super().__init__()
+        self.cfg = cfg
+        k = cfg.num_classes
+        self.canvas0 = nn.Parameter(torch.zeros(cfg.image_shape))  # c_0 logits; see init_canvas_from_data
+        self.h_enc0 = nn.Parameter(torch.zeros(cfg.enc_size))
+        self.c_enc0 = nn.Parameter(torch.zeros(cfg.enc_size))
+        self.h_dec0 = nn.Parameter(torch.zeros(cfg.dec_size))
+        self.c_dec0 = nn.Parameter(torch.zeros(cfg.dec_size))
+        # Encoder input columns: [r_t (read_size), h_dec_{t-1} (dec_size), one-hot label (k)].
+        self.encoder = nn.LSTMCell(cfg.read_size + cfg.dec_size + k, cfg.enc_size)
+        self.posterior = nn.Linear(cfg.enc_size, 2 * cfg.z_size)  # -> (mu, log sigma)
+        # Decoder input columns: [z_t (z_size), one-hot label (k)].
+        self.decoder = nn.LSTMCell(cfg.z_size + k, cfg.dec_size)
+        if cfg.attention:
+            self.read_head = AttentionHead(cfg.dec_size, cfg.read_n, cfg.height, cfg.width)
+            self.write_head = AttentionHead(cfg.dec_size, cfg.write_n, cfg.height, cfg.width)
+        self.write_patch = nn.Linear(cfg.dec_size, cfg.patch_size)  # w_t, (C, N, N) or (C, H, W) per image
+        if cfg.likelihood == "logistic":
+            # Per-pixel log scale of the output logistic; e^-2.3 ~ 0.1, about the spread of pixels around a blurry mean.
+            self.log_scale = nn.Parameter(torch.full(cfg.image_shape, math.log(0.1)))
+        self._step_fn = self._glimpse
+        self._deferred = True
+
+    # ------------------------------------------------------------------------------------------------------------
+    # set-up helpers
+
+    @torch.no_grad()
+    def init_canvas_from_data(self, mean_image: Tensor) -> None:
+        """Start c_0 at logit(mean training image) so sigmoid(c_0) is the independent-pixel model from step one."""
+        mean = torch.as_tensor(mean_image, dtype=torch.float32).reshape(self.cfg.image_shape)
+        self.canvas0.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
+
+    def compile_step(self, **compile_kwargs) -> None:
+        """Run each glimpse through torch.compile (optional; the model is complete without it). The compiled function
+        is not a submodule, so the state dict keeps its plain names."""
+        self._step_fn = torch.compile(self._glimpse, **compile_kwargs)
+
+    def _check_labels(self, labels: Tensor | None, batch: int) -> Tensor | None:
+        """(B,) integer class labels on the model's device, or None for an unconditional model."""
+        if self.cfg.num_classes == 0:
+            return None
+        if labels is None:
+            raise ValueError("this DRAW model is class-conditional: pass labels")
+        labels = torch.as_tensor(labels, device=self.canvas0.device).reshape(-1)
+        if labels.shape[0] != batch:
+            raise ValueError(f"got {labels.shape[0]} labels for {batch} images")
+        return labels
+
+    def _fuse(self, x: Tensor | None, labels: Tensor | None, batch: int) -> _Fused:
+        """Concatenate the weights each glimpse needs, and fold constant inputs into biases. (B, C, H, W) x or None."""
+        cfg, enc, dec = self.cfg, self.encoder, self.decoder
+        r_cols = cfg.read_size
+        enc_b = enc.bias_ih + enc.bias_hh
+        dec_b = dec.bias_ih + dec.bias_hh
+        label_col_enc = r_cols + cfg.dec_size
+        if labels is not None:
+            # onehot(label) @ W^T is a column lookup: add it to the bias once instead of feeding it every glimpse.
+            enc_b = enc_b + enc.weight_ih[:, label_col_enc:].t()[labels]  # (B, 4 H_enc)
+            dec_b = dec_b + dec.weight_ih[:, cfg.z_size:].t()[labels]  # (B, 4 H_dec)
+        if cfg.attention:
+            enc_w = torch.cat((enc.weight_ih[:, :label_col_enc], enc.weight_hh), dim=1)
+            heads_w = torch.cat((self.write_head.linear.weight, self.write_patch.weight, self.read_head.linear.weight))
+            heads_b = torch.cat((self.write_head.linear.bias, self.write_patch.bias, self.read_head.linear.bias))
+        else:
+            # r_t = [x, x^_t]: the x half is the same at every glimpse, so its product joins the bias once.
+            n = cfg.num_dims
+            if x is not None:
+                enc_b = enc_b + x.flatten(1) @ enc.weight_ih[:, :n].t()
+            enc_w = torch.cat((enc.weight_ih[:, n:label_col_enc], enc.weight_hh), dim=1)
+            heads_w, heads_b = self.write_patch.weight, self.write_patch.bias
+        dec_w = torch.cat((dec.weight_ih[:, : cfg.z_size], dec.weight_hh), dim=1)
+        def shared(weight: Tensor, bias: Tensor) -> SharedLinear:
+            return SharedLinear(weight.t(), bias, cfg.steps, batch, self._deferred)
+
+        return _Fused(shared(enc_w, enc_b), shared(self.posterior.weight, self.posterior.bias), shared(dec_w, dec_b),
+                      shared(heads_w, heads_b))
+
+    def _split_heads(self, heads: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, 5 + P + 5) -> write params (B, 5), patch (B, C, N, N), next read params (B, 5)."""
+        cfg = self.cfg
+        p = cfg.patch_size
+        n5 = attention.NUM_PARAMS
+        return heads[:, :n5], heads[:, n5:n5 + p].view(-1, cfg.channels, cfg.write_n, cfg.write_n), heads[:, n5 + p:]
+
+    # ------------------------------------------------------------------------------------------------------------
+    # one glimpse
+
+    def _glimpse(self, x: Tensor, canvas: Tensor, h_enc: Tensor, c_enc: Tensor, h_dec: Tensor, c_dec: Tensor,
+                 read_params: Tensor | None, eps: Tensor, w: _Fused):
+        """Glimpse t: (B, C, H, W) x and c_{t-1}, LSTM states (B, H), read params from h_dec_{t-1} (B, 5), eps_t (B, Z).
+
+        Returns c_t, the four states, the next read params (from h_dec_t), mu_t, log sigma_t, z_t and the write params.
+        """
+        cfg = self.cfg
+        if cfg.attention:
+            r = attention.read(x, canvas, *attention.filterbanks(read_params, cfg.read_n, cfg.height, cfg.width))
+        else:
+            r = (x - torch.sigmoid(canvas)).flatten(1)  # x^; the x half of [x, x^] is already in w.enc's bias
+        h_enc, c_enc = w.enc.lstm(c_enc, r, h_dec, h_enc)
+        mu, log_sigma = w.q(h_enc).chunk(2, dim=1)  # (B, Z) each
+        z = torch.addcmul(mu, torch.exp(log_sigma), eps)  # reparameterised sample
+        h_dec, c_dec = w.dec.lstm(c_dec, z, h_dec)
+        heads = w.heads(h_dec)
+        if cfg.attention:
+            write_params, patch, read_params = self._split_heads(heads)
+            canvas = canvas + attention.write(patch, *attention.filterbanks(write_params, cfg.write_n, cfg.height,
+                                                                             cfg.width))
+        else:
+            write_params = None
+            canvas = canvas + heads.view_as(canvas)
+        return canvas, h_enc, c_enc, h_dec, c_dec, read_params, mu, log_sigma, z, write_params
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the full sequence
+
+    def _initial(self, batch: int):
+        def expand(p: Tensor) -> Tensor:
+            return p.expand(batch, *p.shape)
+
+        read_params = None
+        if self.cfg.attention:
+            read_params = self.read_head.linear(self.h_dec0).expand(batch, attention.NUM_PARAMS)
+        return (expand(self.canvas0), expand(self.h_enc0), expand(self.c_enc0), expand(self.h_dec0),
+                expand(self.c_dec0), read_params)
+
+    def _run(self, x: Tensor, labels: Tensor | None, eps: Tensor | None, trace: bool):
+        """Encode and decode x (B, C, H, W); returns final canvas logits, stacked mu, log sigma, z (T, B, Z), windows."""
+        cfg = self.cfg
+        b = x.shape[0]
+        if x.shape[1:] != cfg.image_shape:
+            raise ValueError(f"expected images of shape (B, {', '.join(map(str, cfg.image_shape))}), got {tuple(x.shape)}")
+        labels = self._check_labels(labels, b)
+        if eps is None:
+            eps = torch.randn(cfg.steps, b, cfg.z_size, device=x.device, dtype=x.dtype)  # fresh noise for every z_t
+        w = self._fuse(x, labels, b)
+        canvas, h_enc, c_enc, h_dec, c_dec, read_params = self._initial(b)
+        mus, log_sigmas, zs, canvases, rwins, wwins = [], [], [], [], [], []
+        for t in range(cfg.steps):
+            if trace and cfg.attention:
+                rwins.append(attention.window_from_params(read_params, cfg.read_n, cfg.height, cfg.width))
+            canvas, h_enc, c_enc, h_dec, c_dec, read_params, mu, log_sigma, z, write_params = self._step_fn(
+                x, canvas, h_enc, c_enc, h_dec, c_dec, read_params, eps[t], w)
+            mus.append(mu)
+            log_sigmas.append(log_sigma)
+            zs.append(z)
+            if trace:
+                canvases.append(torch.sigmoid(canvas))
+                if cfg.attention:
+                    wwins.append(attention.window_from_params(write_params, cfg.write_n, cfg.height, cfg.width))
+        return canvas, torch.stack(mus), torch.stack(log_sigmas), torch.stack(zs), canvases, rwins, wwins
+
+    def _recon_nll(self, logits: Tensor, x: Tensor) -> Tensor:
+        if self.cfg.likelihood == "bernoulli":
+            return bernoulli_nll(logits, x)
+        return discretized_logistic_nll(torch.sigmoid(logits), self.log_scale, x)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None, eps: Tensor | None = None) -> DrawLoss:
+        """x (B, C, H, W) in [0, 1] (0/1 for Bernoulli, multiples of 1/255 for logistic); labels (B,) when
+        class-conditional; eps (T, B, Z) standard-normal noise, drawn here when None. Returns fp32 nats per image."""
+        logits, mu, log_sigma, _, _, _, _ = self._run(x, labels, eps, trace=False)
+        kl_steps = gaussian_kl(mu.float(), log_sigma.float()).t()  # (B, T)
+        recon = self._recon_nll(logits.float(), x.float())
+        return DrawLoss(recon, kl_steps.sum(1), kl_steps, self.cfg.num_dims)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, labels: Tensor | None = None, eps: Tensor | None = None) -> DrawTrace:
+        """Encode real images and record, per glimpse, the canvas and the read and write windows."""
+        logits, mu, log_sigma, z, canvases, rwins, wwins = self._run(x, labels, eps, trace=True)
+        kl_steps = gaussian_kl(mu, log_sigma).t()
+        loss = DrawLoss(self._recon_nll(logits, x), kl_steps.sum(1), kl_steps, self.cfg.num_dims)
+        return DrawTrace(torch.stack(canvases), _stack_windows(wwins), _stack_windows(rwins), z, loss)
+
+    @torch.no_grad()
+    def generate(self, num: int, labels: Tensor | None = None, return_steps: bool = True,
+                 generator: torch.Generator | None = None) -> DrawTrace:
+        """Draw `num` images from the prior: z_t ~ N(0, I), decoder and write only. With return_steps=False only the
+        final canvas is kept (canvases is (1, num, C, H, W)) and no windows are returned."""
+        cfg = self.cfg
+        dev = self.canvas0.device
+        labels = self._check_labels(labels, num)
+        w = self._fuse(None, labels, num)
+        canvas, _, _, h_dec, c_dec, _ = self._initial(num)
+        z_all = torch.randn(cfg.steps, num, cfg.z_size, device=dev, generator=generator)
+        canvases, wwins = [], []
+        for t in range(cfg.steps):
+            h_dec, c_dec = w.dec.lstm(c_dec, z_all[t], h_dec)
+            heads = w.heads(h_dec)
+            if cfg.attention:
+                write_params, patch, _ = self._split_heads(heads)
+                fx, fy, gamma = attention.filterbanks(write_params, cfg.write_n, cfg.height, cfg.width)
+                canvas = canvas + attention.write(patch, fx, fy, gamma)
+                if return_steps:
+                    wwins.append(attention.window_from_params(write_params, cfg.write_n, cfg.height, cfg.width))
+            else:
+                canvas = canvas + heads.view_as(canvas)
+            if return_steps:
+                canvases.append(torch.sigmoid(canvas))
+        if not return_steps:
+            canvases = [torch.sigmoid(canvas)]
+        return DrawTrace(torch.stack(canvases), _stack_windows(wwins) if wwins else None, None, z_all)
+
+    @torch.no_grad()
+    def iwae_bound(self, x: Tensor, k: int = 100, labels: Tensor | None = None, max_batch: int = 2000) -> Tensor:
+        """-log p(x) estimated with K importance samples (Burda et al. 2016), (B, C, H, W) -> (B,) nats.
+
+        Each sample is a whole sequence z_1..T drawn from Q; its log weight is log p(x | z) + sum_t [log N(z_t; 0, I)
+        - log Q(z_t | ...)]. -log mean_k exp(log w_k) is an upper bound on -log p(x), never looser than the ELBO's (K=1
+        is the ELBO's single-sample estimate) and tightening as K grows. Images are processed max_batch // K at a time.
+        """
+        b = x.shape[0]
+        per = max(1, max_batch // k)
+        out = []
+        for s in range(0, b, per):
+            xs = x[s:s + per]
+            n = xs.shape[0]
+            xr = xs.repeat_interleave(k, dim=0)  # (n K, C, H, W), the K copies of an image adjacent
+            lr = None if labels is None else torch.as_tensor(labels)[s:s + per].repeat_interleave(k)
+            eps = torch.randn(self.cfg.steps, n * k, self.cfg.z_size, device=x.device, dtype=x.dtype)
+            logits, mu, log_sigma, z, _, _, _ = self._run(xr, lr, eps, trace=False)
+            # log q - log p per glimpse; the -1/2 log 2 pi terms cancel. (T, nK, Z) -> (nK,)
+            log_ratio = (-0.5 * eps.square() - log_sigma + 0.5 * z.square()).sum((0, 2))
+            log_w = -(self._recon_nll(logits, xr) + log_ratio)
+            out.append(-(torch.logsumexp(log_w.view(n, k).double(), dim=1) - math.log(k)).float())
+        return torch.cat(out)
+
+
+def _stack_windows(windows: list[Window | None]) -> Window | None:
+    if not windows or windows[0] is None:
+        return None
+    return Window(*(torch.stack(field) for field in zip(*windows)))
