@@ -106,12 +106,25 @@ def test_vocabulary_and_batching_are_consistent(tmp_path):
     assert chars.encode("a b") == [chars.symbols.index(c) for c in "a|b"]
     inputs, targets = make_batch([[3, 4], [5]])
     assert inputs.tolist() == [[1, 3, 4], [1, 5, 0]] and targets.tolist() == [[3, 4, 2], [5, 2, -100]]
-    # Right padding never changes a sentence's scores: alone or batched with longer ones, the same numbers.
-    torch.manual_seed(0)
-    model = LSTMLM(RNNLMConfig(vocab_size=len(vocab) + 3, embed=16, hidden=16, layers=2))
-    seqs = [[3], [3, 4, 5, 3, 3, 4], [4, 5]]
-    batched = unit_logprobs(model, seqs)
-    for seq, lp in zip(seqs, batched):
-        assert torch.allclose(unit_logprobs(model, [seq])[0], lp, atol=1e-6)
     with pytest.raises(ValueError):
-        LSTMScorer(model, vocab)  # vocabulary size mismatch
+        LSTMScorer(LSTMLM(RNNLMConfig(vocab_size=10, embed=8, hidden=8)), vocab)  # vocabulary size mismatch
+
+
+@pytest.mark.parametrize("head", ["full", "adaptive"])
+def test_scores_are_normalised_and_independent_of_batching(head):
+    torch.manual_seed(0)
+    cfg = RNNLMConfig(vocab_size=40, embed=16, hidden=16, layers=2, tie_weights=head == "full",
+                      adaptive_cutoffs=(10, 25) if head == "adaptive" else ())
+    model = LSTMLM(cfg).eval()
+    seqs = [[3], [3, 4, 5, 3, 3, 39], [4, 5]]
+    inputs, targets = make_batch(seqs)
+    with torch.no_grad():
+        dist = model.log_probs(inputs)  # (B, T, V)
+        picked = model(inputs, targets)  # (B, T)
+    assert torch.allclose(dist.exp().sum(-1), torch.ones(inputs.shape), atol=1e-5)
+    real = targets != -100
+    assert torch.allclose(picked[real], dist.gather(-1, targets.clamp(min=0)[..., None])[..., 0][real], atol=1e-5)
+    assert torch.all(picked[~real] == 0)
+    # Right padding never changes a sentence's scores: alone or batched with longer ones, the same numbers.
+    for seq, lp in zip(seqs, unit_logprobs(model, seqs)):
+        assert torch.allclose(unit_logprobs(model, [seq])[0], lp, atol=1e-6)

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from speechdraw.asr.lm.ngram import BOS, EOS, UNK, LMEval, sentence_units
@@ -93,15 +92,23 @@ class RNNLMConfig:
     layers: int = field(default=2, metadata={"help": "LSTM layers"})
     dropout: float = field(default=0.2, metadata={"help": "dropout on embeddings, between layers and before output"})
     tie_weights: bool = field(default=True, metadata={"help": "share the embedding and output matrices"})
+    adaptive_cutoffs: tuple[int, ...] = field(default=(), metadata={
+        "help": "adaptive softmax cluster boundaries over ids (vocabularies are frequency-sorted); () = full softmax"})
 
     def __post_init__(self):
         if self.units not in ("word", "char"):
             raise ValueError(f"units must be word or char, got {self.units!r}")
+        self.adaptive_cutoffs = tuple(int(c) for c in self.adaptive_cutoffs)
+        if self.adaptive_cutoffs and self.tie_weights:
+            raise ValueError("an adaptive softmax has no single output matrix to tie: set tie_weights false")
         if self.tie_weights and self.embed != self.hidden:
             raise ValueError("tie_weights needs embed == hidden")
 
 
 class LSTMLM(nn.Module):
+    """Embedding -> LSTM -> softmax over the vocabulary (full, or adaptive (Grave et al. 2017): frequent units in a
+    head, rarer ones in smaller tail clusters; on a CPU the full softmax over ~10k words costs most of a step)."""
+
     def __init__(self, cfg: RNNLMConfig):
         super().__init__()
         if cfg.vocab_size < 4:
@@ -111,15 +118,39 @@ class LSTMLM(nn.Module):
         self.lstm = nn.LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, batch_first=True,
                             dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.out = nn.Linear(cfg.hidden, cfg.vocab_size)
-        if cfg.tie_weights:
-            self.out.weight = self.embed.weight  # fewer parameters, and better perplexity for small data
+        if cfg.adaptive_cutoffs:
+            cutoffs = [c for c in cfg.adaptive_cutoffs if c < cfg.vocab_size - 1]
+            self.out = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, cfg.vocab_size, cutoffs, div_value=4.0)
+        else:
+            self.out = nn.Linear(cfg.hidden, cfg.vocab_size)
+            if cfg.tie_weights:
+                self.out.weight = self.embed.weight  # fewer parameters, and better perplexity for small data
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """inputs (B, T) unit ids starting with <s> -> logits (B, T, V) of the next unit. Right padding is harmless:
-        the LSTM only looks back, so padded steps never affect real ones (their targets are ignored)."""
-        h, _ = self.lstm(self.drop(self.embed(inputs)))  # (B, T, H)
-        return self.out(self.drop(h))
+    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T) unit ids starting with <s> -> (B, T, H). Right padding is harmless: the LSTM only looks
+        back, so padded steps never affect real ones."""
+        h, _ = self.lstm(self.drop(self.embed(inputs)))
+        return self.drop(h)
+
+    def forward(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """inputs, targets (B, T) -> (B, T) natural-log p(target | inputs up to here); 0 where target is IGNORE.
+        The same quantity in training (its negative sum is the loss) and in scoring."""
+        h = self.hidden_states(inputs)  # (B, T, H)
+        real = targets != IGNORE
+        if isinstance(self.out, nn.AdaptiveLogSoftmaxWithLoss):
+            picked = self.out(h[real], targets[real]).output  # (N,) only the real positions
+        else:
+            picked = self.out(h[real]).log_softmax(-1).gather(-1, targets[real][:, None])[:, 0]  # (N,)
+        out = torch.zeros(targets.shape, dtype=picked.dtype, device=picked.device)
+        out[real] = picked
+        return out
+
+    def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T) -> (B, T, V) natural-log distributions of the next unit."""
+        h = self.hidden_states(inputs)
+        if isinstance(self.out, nn.AdaptiveLogSoftmaxWithLoss):
+            return self.out.log_prob(h.reshape(-1, h.shape[-1])).reshape(*h.shape[:2], -1)
+        return self.out(h).log_softmax(-1)
 
 
 def make_batch(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,9 +165,10 @@ def make_batch(sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.
     return inputs, targets
 
 
-def loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy (nats) over the real target positions; the engine divides by their count."""
-    return F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="sum")
+def loss_sum(target_logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy (nats) over the real target positions (the output of LSTMLM.forward is already 0
+    elsewhere); the engine divides by their count."""
+    return -target_logprobs.sum()
 
 
 @torch.no_grad()
@@ -153,8 +185,7 @@ def unit_logprobs(model: LSTMLM, sequences: Sequence[Sequence[int]], *, batch_to
             end += 1
         idx = order[start:end]
         inputs, targets = make_batch([sequences[i] for i in idx])
-        logp = model(inputs.to(device)).float().log_softmax(-1)  # (B, T, V)
-        picked = logp.gather(-1, targets.clamp(min=0).to(device)[..., None])[..., 0].double().cpu()  # (B, T)
+        picked = model(inputs.to(device), targets.to(device)).double().cpu()  # (B, T)
         for b, i in enumerate(idx):
             out[i] = picked[b, : len(sequences[i]) + 1]
         start = end
