@@ -86,10 +86,11 @@ class Config:
 
 PRESETS = {
     # Tests and the README demo: a small model that fits a few dozen utterances in a couple of minutes.
-    "tiny": {"model": {"hidden": 96, "layers": 2, "stack": 3, "dropout": 0.0},
+    # (24 one-voice utterances: CER 0 by epoch ~50, under a minute on one core.)
+    "tiny": {"model": {"hidden": 128, "layers": 2, "stack": 3, "dropout": 0.0},
              "features": {"freq_masks": 0, "time_masks": 0},
-             "data": {"max_seconds": 40.0, "num_buckets": 2, "sortagrad": False, "stats_utts": 64},
-             "train": {"epochs": 60, "lr": 3e-3, "warmup_steps": 30, "weight_decay": 0.0, "ema_decay": 0.0,
+             "data": {"max_seconds": 10.0, "num_buckets": 2, "sortagrad": False, "stats_utts": 64},
+             "train": {"epochs": 60, "lr": 4e-3, "warmup_steps": 30, "weight_decay": 0.0, "ema_decay": 0.0,
                        "log_every": 10, "precision": "fp32"}},
     # The quality preset for the 2-core CPU (see recipes/asr/README.md for how it was sized).
     "cpu": {"model": {"hidden": 256, "layers": 4, "stack": 4, "dropout": 0.15},

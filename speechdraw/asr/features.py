@@ -5,9 +5,10 @@ speed perturbation.
     feats, lens = frontend(waves, wave_lens)           # (B, S) samples -> (B, T, n_mels), (B,) frames
     feats = spec_augment(feats, lens, cfg)             # training only
 
-Frames are cut with `center=False`: frame t covers samples [t*hop, t*hop + win) and only frames lying entirely inside
-an utterance are kept, so a frame never sees the zeros that pad a shorter utterance in a batch; together with zeroing
-every frame past the length, the features of an utterance do not depend on what it is batched with.
+Frames are cut with `center=False`: frame t is the n_fft samples from t*hop (the win-sample Hann window sits in their
+middle, zero-padded to n_fft), and only frames lying entirely inside an utterance are kept, so a frame never sees the
+zeros that pad a shorter utterance in a batch; together with zeroing every frame past the length, the features of an
+utterance do not depend on what it is batched with.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class FeatureConfig:
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of an utterance of `num_samples` samples (0 if shorter than one window)."""
-        return max(0, (num_samples - self.win) // self.hop + 1)
+        return max(0, (num_samples - self.n_fft) // self.hop + 1)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -121,11 +122,11 @@ class FeatureExtractor(nn.Module):
         # Autocast must not touch the FFT or the log: features are always fp32.
         with torch.autocast(waves.device.type, enabled=False):
             waves = waves.float()
-            if waves.shape[1] < self.cfg.win:  # a batch of utterances all shorter than a window: no frames at all
-                waves = nn.functional.pad(waves, (0, self.cfg.win - waves.shape[1]))
+            if waves.shape[1] < self.cfg.n_fft:  # a batch of utterances all shorter than a frame: no frames at all
+                waves = nn.functional.pad(waves, (0, self.cfg.n_fft - waves.shape[1]))
             spec = self.mel(waves).transpose(1, 2)  # (B, T, n_mels)
             feats = torch.log(spec + 1e-6)
-        lens = torch.clamp((wave_lens.to(feats.device) - self.cfg.win) // self.cfg.hop + 1, min=0)
+        lens = torch.clamp((wave_lens.to(feats.device) - self.cfg.n_fft) // self.cfg.hop + 1, min=0)
         lens = torch.minimum(lens, torch.tensor(feats.shape[1], device=lens.device))
         mask = length_mask(lens, feats.shape[1])
         return feats * mask[:, :, None], lens
