@@ -168,7 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=100, help="images per step (default: 100)")
     ap.add_argument("--reps", type=int, default=7, help="timed steps per implementation (default: 7)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first (default: 2)")
-    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 keeps torch's default (default: 0)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads; 0 keeps torch's default (default: 0)")
     ap.add_argument("--no-attention", action="store_true", help="time the attention-free variant instead")
     ap.add_argument("--compile", action="store_true", help="also time the library with compile_step()")
     ap.add_argument("--sample-num", type=int, default=100, help="images per generate() call (default: 100)")
@@ -226,8 +227,8 @@ def main(argv=None) -> int:
         lib.generate(args.sample_num, return_steps=False)
         sample_times.append(time.perf_counter() - t0)
 
-    figures = {"preset": "paper MNIST: batch %d, 28x28, LSTM 256/256, z 100, T 64, read 2, write 5, attention %s"
-               % (args.batch, cfg.attention),
+    figures = {"preset": f"paper MNIST: batch {args.batch}, 28x28, LSTM 256/256, z 100, T 64, read 2, write 5, "
+                         f"attention {cfg.attention}",
                "torch_threads": torch.get_num_threads(), "reps": args.reps}
     for k, ts in times.items():
         med = statistics.median(ts)

@@ -40,8 +40,9 @@ class Window(NamedTuple):
     gamma: Tensor  # intensity: multiplies a read, divides a write
 
     def box(self, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(x_lo, y_lo, x_hi, y_hi): the centres of the outermost filters, mu^1 and mu^N, 1-indexed."""
-        half = (n - 1) / 2 * self.delta
+        """(x_lo, y_lo, x_hi, y_hi), 1-indexed: the square an N x N grid covers, N strides wide (half a stride beyond
+        the outermost filter means mu^1 and mu^N), centred on (gX, gY)."""
+        half = n / 2 * self.delta
         return self.gx - half, self.gy - half, self.gx + half, self.gy + half
 
     def detach(self) -> Window:
@@ -261,7 +262,6 @@ __all__ = [
     "AttentionHead",
     "Window",
     "filter_offsets",
-    "filterbank",
     "filterbanks",
     "read",
     "read_no_attention",

@@ -181,11 +181,12 @@ class _SharedWeightGate(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, _grad_w, _grad_b):  # incoming grads are zeros: the glimpses return none for the weight
-        stash, ctx.stash = ctx.stash, None
+        stash = ctx.stash
         t = stash.count
         for i in range(t):
             if not stash.filled[i]:  # that glimpse's output did not reach the loss
                 stash.g[i].zero_()
+            stash.filled[i] = False  # a second backward (retain_graph) must write them again
         x = stash.x[:t].reshape(-1, stash.x.shape[2])  # (T B, K)
         g = stash.g[:t].reshape(-1, stash.g.shape[2])  # (T B, N)
         grad_w_t = torch.mm(g.t(), x).t()  # (K, N), laid out as the transposed view it is the gradient of
@@ -332,8 +333,10 @@ class Draw(nn.Module):
         self.canvas0.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
 
     def compile_step(self, **compile_kwargs) -> None:
-        """Run each glimpse through torch.compile (optional; the model is complete without it). The compiled function
-        is not a submodule, so the state dict keeps its plain names."""
+        """Run each glimpse through torch.compile (optional; the model is complete without it). The glimpse then uses
+        plain addmm and LSTM ops, which the compiler can trace and fuse, instead of the deferred-gradient ones. The
+        compiled function is not a submodule, so the state dict keeps its plain names."""
+        self._deferred = False
         self._step_fn = torch.compile(self._glimpse, **compile_kwargs)
 
     def _check_labels(self, labels: Tensor | None, batch: int) -> Tensor | None:
@@ -345,6 +348,8 @@ class Draw(nn.Module):
         labels = torch.as_tensor(labels, device=self.canvas0.device).reshape(-1)
         if labels.shape[0] != batch:
             raise ValueError(f"got {labels.shape[0]} labels for {batch} images")
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.cfg.num_classes):
+            raise ValueError(f"labels must be in [0, {self.cfg.num_classes}), got {labels.tolist()}")
         return labels
 
     def _fuse(self, x: Tensor | None, labels: Tensor | None, batch: int) -> _Fused:
@@ -370,6 +375,7 @@ class Draw(nn.Module):
             enc_w = torch.cat((enc.weight_ih[:, n:label_col_enc], enc.weight_hh), dim=1)
             heads_w, heads_b = self.write_patch.weight, self.write_patch.bias
         dec_w = torch.cat((dec.weight_ih[:, : cfg.z_size], dec.weight_hh), dim=1)
+
         def shared(weight: Tensor, bias: Tensor) -> SharedLinear:
             return SharedLinear(weight.t(), bias, cfg.steps, batch, self._deferred)
 
@@ -425,11 +431,12 @@ class Draw(nn.Module):
                 expand(self.c_dec0), read_params)
 
     def _run(self, x: Tensor, labels: Tensor | None, eps: Tensor | None, trace: bool):
-        """Encode and decode x (B, C, H, W); returns final canvas logits, stacked mu, log sigma, z (T, B, Z), windows."""
+        """Encode and decode x (B, C, H, W): final canvas logits, stacked mu, log sigma, z (T, B, Z), trace lists."""
         cfg = self.cfg
         b = x.shape[0]
         if x.shape[1:] != cfg.image_shape:
-            raise ValueError(f"expected images of shape (B, {', '.join(map(str, cfg.image_shape))}), got {tuple(x.shape)}")
+            raise ValueError(f"expected images of shape (B, {', '.join(map(str, cfg.image_shape))}), "
+                             f"got {tuple(x.shape)}")
         labels = self._check_labels(labels, b)
         if eps is None:
             eps = torch.randn(cfg.steps, b, cfg.z_size, device=x.device, dtype=x.dtype)  # fresh noise for every z_t
@@ -459,8 +466,8 @@ class Draw(nn.Module):
         """x (B, C, H, W) in [0, 1] (0/1 for Bernoulli, multiples of 1/255 for logistic); labels (B,) when
         class-conditional; eps (T, B, Z) standard-normal noise, drawn here when None. Returns fp32 nats per image."""
         logits, mu, log_sigma, _, _, _, _ = self._run(x, labels, eps, trace=False)
-        kl_steps = gaussian_kl(mu.float(), log_sigma.float()).t()  # (B, T)
-        recon = self._recon_nll(logits.float(), x.float())
+        kl_steps = gaussian_kl(_at_least_fp32(mu), _at_least_fp32(log_sigma)).t()  # (B, T)
+        recon = self._recon_nll(_at_least_fp32(logits), _at_least_fp32(x))
         return DrawLoss(recon, kl_steps.sum(1), kl_steps, self.cfg.num_dims)
 
     @torch.no_grad()
@@ -481,7 +488,7 @@ class Draw(nn.Module):
         labels = self._check_labels(labels, num)
         w = self._fuse(None, labels, num)
         canvas, _, _, h_dec, c_dec, _ = self._initial(num)
-        z_all = torch.randn(cfg.steps, num, cfg.z_size, device=dev, generator=generator)
+        z_all = torch.randn(cfg.steps, num, cfg.z_size, device=dev, dtype=self.canvas0.dtype, generator=generator)
         canvases, wwins = [], []
         for t in range(cfg.steps):
             h_dec, c_dec = w.dec.lstm(c_dec, z_all[t], h_dec)
@@ -501,28 +508,39 @@ class Draw(nn.Module):
         return DrawTrace(torch.stack(canvases), _stack_windows(wwins) if wwins else None, None, z_all)
 
     @torch.no_grad()
+    def log_weights(self, x: Tensor, labels: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
+        """log w = log p(x | z) + sum_t [log N(z_t; 0, I) - log Q(z_t | ...)] for one sampled sequence z_1..T per image,
+        (B, C, H, W) -> (B,) nats. E[-log w] is the negative ELBO; its analytic-KL form is forward().nll_bound."""
+        if eps is None:
+            eps = torch.randn(self.cfg.steps, x.shape[0], self.cfg.z_size, device=x.device, dtype=x.dtype)
+        logits, _, log_sigma, z, _, _, _ = self._run(x, labels, eps, trace=False)
+        # log Q - log p per latent dimension with z = mu + sigma eps: the -1/2 log 2 pi terms cancel.
+        log_ratio = (-0.5 * eps.square() - log_sigma + 0.5 * z.square()).sum((0, 2))  # (T, B, Z) -> (B,)
+        return -(self._recon_nll(logits, x) + log_ratio)
+
+    @torch.no_grad()
     def iwae_bound(self, x: Tensor, k: int = 100, labels: Tensor | None = None, max_batch: int = 2000) -> Tensor:
         """-log p(x) estimated with K importance samples (Burda et al. 2016), (B, C, H, W) -> (B,) nats.
 
-        Each sample is a whole sequence z_1..T drawn from Q; its log weight is log p(x | z) + sum_t [log N(z_t; 0, I)
-        - log Q(z_t | ...)]. -log mean_k exp(log w_k) is an upper bound on -log p(x), never looser than the ELBO's (K=1
-        is the ELBO's single-sample estimate) and tightening as K grows. Images are processed max_batch // K at a time.
+        Each sample is a whole sequence z_1..T drawn from Q (see log_weights). -log mean_k w_k is an upper bound on
+        -log p(x) whose expectation is never looser than the negative ELBO (K = 1) and tightens as K grows. Images
+        are processed max(1, max_batch // K) at a time.
         """
-        b = x.shape[0]
         per = max(1, max_batch // k)
         out = []
-        for s in range(0, b, per):
+        for s in range(0, x.shape[0], per):
             xs = x[s:s + per]
             n = xs.shape[0]
             xr = xs.repeat_interleave(k, dim=0)  # (n K, C, H, W), the K copies of an image adjacent
             lr = None if labels is None else torch.as_tensor(labels)[s:s + per].repeat_interleave(k)
-            eps = torch.randn(self.cfg.steps, n * k, self.cfg.z_size, device=x.device, dtype=x.dtype)
-            logits, mu, log_sigma, z, _, _, _ = self._run(xr, lr, eps, trace=False)
-            # log q - log p per glimpse; the -1/2 log 2 pi terms cancel. (T, nK, Z) -> (nK,)
-            log_ratio = (-0.5 * eps.square() - log_sigma + 0.5 * z.square()).sum((0, 2))
-            log_w = -(self._recon_nll(logits, xr) + log_ratio)
-            out.append(-(torch.logsumexp(log_w.view(n, k).double(), dim=1) - math.log(k)).float())
+            log_w = self.log_weights(xr, lr).view(n, k).double()
+            out.append((math.log(k) - torch.logsumexp(log_w, dim=1)).to(x.dtype))
         return torch.cat(out)
+
+
+def _at_least_fp32(t: Tensor) -> Tensor:
+    """Loss terms sum hundreds of per-pixel values: never accumulate them in half precision."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _stack_windows(windows: list[Window | None]) -> Window | None:

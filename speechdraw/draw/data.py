@@ -1,0 +1,291 @@
+"""Images for DRAW: MNIST / Fashion-MNIST IDX files, binarisation, the standard binarised-MNIST splits, image folders.
+
+Every loader returns an `ImageSet`: float32 images (N, C, H, W) in [0, 1] plus integer labels (or none), which is a
+torch Dataset yielding (image, label) with label -1 where there are none.
+
+Binarised MNIST, two ways:
+- `mnist_splits(root)` derives it from the four standard IDX files in any directory (gzipped or not): the 60,000
+  training images are split into the first 50,000 (train) and the last 10,000 (validation), plus the 10,000 test
+  images, and each grey level p = pixel / 255 is turned into a 1 with probability p, once, with numpy's
+  default_rng(BINARIZE_SEED) for the training file and default_rng(BINARIZE_SEED + 1) for the test file: a fixed
+  stochastic binarisation, the usual density-modelling protocol. With
+  binarization="dynamic" the training split is re-drawn every epoch instead (`DynamicBinarized.set_epoch`), a
+  regulariser; validation and test stay fixed so figures remain comparable.
+- `load_binarized_mnist(npz)` reads the fixed binarisation of Larochelle & Murray (2011), the 50k/10k/10k split the DRAW
+  paper and most VAE papers quote test NLL on (arrays X_train, X_valid, X_test). Figures comparable with the paper
+  must use this one: a different binarisation of the same digits scores differently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+BINARIZE_SEED = 2015  # numpy default_rng seed of the fixed binarisation (the DRAW paper's year; any fixed value works)
+NUM_VALID = 10_000  # the last 10,000 training images are the validation split
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Mirrors that serve the four gzipped files under their standard names, tried in order.
+MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# containers
+
+
+class ImageSet(Dataset):
+    """images (N, C, H, W) float32 in [0, 1]; labels (N,) int64 or None. Items are (image, label), label -1 if none."""
+
+    def __init__(self, images: Tensor, labels: Tensor | None = None):
+        if images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], (int(self.labels[i]) if self.labels is not None else -1)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def mean_image(self) -> Tensor:
+        """(C, H, W) the mean pixel values, for Draw.init_canvas_from_data."""
+        return self.images.mean(0)
+
+
+class DynamicBinarized(ImageSet):
+    """Grey images re-binarised every epoch: image = (u < p), u ~ U(0, 1) drawn from a generator seeded by (seed,
+    epoch), so an epoch's images are a pure function of (seed, epoch) and a resumed run sees the same ones."""
+
+    def __init__(self, probs: Tensor, labels: Tensor | None = None, seed: int = BINARIZE_SEED):
+        super().__init__(torch.empty_like(probs), labels)
+        self.probs = probs
+        self.seed = seed
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            return
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        self.images = (torch.rand(self.probs.shape, generator=g) < self.probs).float()
+        self.epoch = epoch
+
+
+@dataclass
+class ImageSplits:
+    train: ImageSet
+    valid: ImageSet
+    test: ImageSet
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# IDX files
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzip-compressed or not: recognised by content, not by name."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) - header < count * dtype.itemsize:
+        raise ValueError(f"{path}: truncated IDX file: header says {shape}, {len(raw) - header} bytes of data")
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
+    return data.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+
+
+def find_idx(root: str | os.PathLike, stem: str) -> Path:
+    """The file for `stem` (e.g. 'train-images-idx3-ubyte') in root: stem.gz, stem, or the 'train-images.idx3-ubyte'
+    spelling some archives use."""
+    root = Path(root)
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem + ".gz", stem, dotted + ".gz", dotted):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"no {stem}[.gz] in {root} (expected the four standard MNIST IDX files; "
+                            f"download_mnist({str(root)!r}) fetches them)")
+
+
+def load_mnist(root: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST or Fashion-MNIST from the standard IDX files in root: uint8 images (N, 28, 28), int64 labels (N,)."""
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be one of {list(MNIST_FILES)}, got {split!r}")
+    images_stem, labels_stem = MNIST_FILES[split]
+    images = read_idx(find_idx(root, images_stem))
+    labels = read_idx(find_idx(root, labels_stem)).astype(np.int64)
+    if images.ndim != 3 or labels.shape != (images.shape[0],):
+        raise ValueError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+    return images, labels
+
+
+def download_mnist(root: str | os.PathLike, dataset: str = "mnist", mirrors: tuple[str, ...] | None = None) -> Path:
+    """Fetch the four gzipped IDX files into root (skipping those present), for users who are online.
+
+    dataset: 'mnist' or 'fashion-mnist'; mirrors: base URLs tried in order (default MIRRORS[dataset]). Each file is
+    written under a temporary name, checked to parse as IDX, then renamed, so an interrupted download leaves nothing
+    that looks complete."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    mirrors = tuple(mirrors or MIRRORS[dataset])
+    for stems in MNIST_FILES.values():
+        for stem in stems:
+            try:
+                find_idx(root, stem)
+                continue
+            except FileNotFoundError:
+                pass
+            errors = []
+            for base in mirrors:
+                url = base.rstrip("/") + "/" + stem + ".gz"
+                fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{stem}.", suffix=".part")
+                try:
+                    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                        shutil.copyfileobj(resp, out)
+                    read_idx(tmp)
+                    os.replace(tmp, root / (stem + ".gz"))
+                    break
+                except (OSError, ValueError) as e:
+                    errors.append(f"{url}: {e}")
+                    Path(tmp).unlink(missing_ok=True)
+            else:
+                raise RuntimeError(f"could not download {stem}.gz:\n  " + "\n  ".join(errors))
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# binarisation and splits
+
+
+def binarize(images: np.ndarray, seed: int = BINARIZE_SEED) -> np.ndarray:
+    """Fixed stochastic binarisation: uint8 grey levels (any shape) -> float32 0/1, 1 with probability pixel / 255,
+    drawn with numpy default_rng(seed) in C order. The same input and seed give the same output on every platform."""
+    probs = np.asarray(images, dtype=np.float32) / 255.0
+    return (np.random.default_rng(seed).random(probs.shape, dtype=np.float32) < probs).astype(np.float32)
+
+
+def _to_tensor(images: np.ndarray) -> Tensor:
+    """(N, H, W) or (N, H, W, C) numpy -> (N, C, H, W) float32 tensor."""
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+
+def mnist_splits(root: str | os.PathLike, binarization: str = "fixed", seed: int = BINARIZE_SEED,
+                 num_valid: int = NUM_VALID) -> ImageSplits:
+    """Train (first 60,000 - num_valid), validation (last num_valid) and test splits from the IDX files in root.
+
+    binarization: 'fixed' (every split binarised once, seed), 'dynamic' (training split re-drawn each epoch, see
+    DynamicBinarized; validation and test fixed), or 'none' (grey levels k / 255, for the discretised logistic)."""
+    if binarization not in ("fixed", "dynamic", "none"):
+        raise ValueError(f"binarization must be 'fixed', 'dynamic' or 'none', got {binarization!r}")
+    train_u8, train_labels = load_mnist(root, "train")
+    test_u8, test_labels = load_mnist(root, "test")
+    n_train = train_u8.shape[0] - num_valid
+    if n_train <= 0 or num_valid < 0:
+        raise ValueError(f"num_valid={num_valid} leaves no training images out of {train_u8.shape[0]}")
+    labels = torch.from_numpy(train_labels)
+    test_y = torch.from_numpy(test_labels)
+    if binarization == "none":
+        grey = _to_tensor(train_u8) / 255.0
+        return ImageSplits(ImageSet(grey[:n_train], labels[:n_train]), ImageSet(grey[n_train:], labels[n_train:]),
+                           ImageSet(_to_tensor(test_u8) / 255.0, test_y))
+    # One draw over all 60,000 training images, then split, so the validation images do not depend on num_valid.
+    train_bin = _to_tensor(binarize(train_u8, seed))
+    test_bin = _to_tensor(binarize(test_u8, seed + 1))
+    valid = ImageSet(train_bin[n_train:], labels[n_train:])
+    if binarization == "dynamic":
+        train = DynamicBinarized(_to_tensor(train_u8[:n_train]) / 255.0, labels[:n_train], seed)
+    else:
+        train = ImageSet(train_bin[:n_train], labels[:n_train])
+    return ImageSplits(train, valid, ImageSet(test_bin, test_y))
+
+
+def load_binarized_mnist(path: str | os.PathLike) -> ImageSplits:
+    """The Larochelle & Murray fixed binarisation: an .npz with float 0/1 arrays X_train, X_valid, X_test of (N, 784)
+    (no labels)."""
+    with np.load(path) as d:
+        missing = {"X_train", "X_valid", "X_test"} - set(d.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)} (has {d.files})")
+        sets = [ImageSet(torch.from_numpy(np.asarray(d[k], dtype=np.float32)).view(-1, 1, 28, 28))
+                for k in ("X_train", "X_valid", "X_test")]
+    return ImageSplits(*sets)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# image files
+
+
+def load_image(path: str | os.PathLike, size: tuple[int, int], channels: int = 3) -> Tensor:
+    """One image file -> (C, H, W) float32 on the 8-bit grid k / 255, converted to RGB (3) or grey (1) and resized to
+    size = (H, W) (Lanczos; aspect ratio not kept)."""
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    h, w = size
+    with Image.open(path) as im:
+        im = im.convert("RGB" if channels == 3 else "L")
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.LANCZOS)
+        arr = np.asarray(im, dtype=np.uint8)
+    t = torch.from_numpy(arr.copy()).float().div_(255.0)
+    return t.unsqueeze(0) if channels == 1 else t.permute(2, 0, 1).contiguous()
+
+
+def list_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under root (recursively), sorted by path."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such file or directory: {root}")
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int = 3) -> ImageSet:
+    """Every image under root, resized to size = (H, W). When the images sit in one sub-folder per class (as
+    torchvision's ImageFolder), the label is the index of the sub-folder's name in sorted order; otherwise no labels."""
+    root = Path(root)
+    paths = list_images(root)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+    images = torch.stack([load_image(p, size, channels) for p in paths])
+    labels = None
+    parents = [p.relative_to(root).parts for p in paths] if root.is_dir() else []
+    if parents and all(len(parts) >= 2 for parts in parents):
+        classes = sorted({parts[0] for parts in parents})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = torch.tensor([index[parts[0]] for parts in parents], dtype=torch.int64)
+    return ImageSet(images, labels)

@@ -1,0 +1,69 @@
+"""Shared helpers for the DRAW tests: data locations, the bench's straightforward reference model, tiny configs."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechdraw.draw.model import Draw, DrawConfig
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MNIST_DIR = SHARED_DATA / "mnist"
+BINARIZED_NPZ = SHARED_DATA / "binarized_mnist" / "binarized_mnist.npz"
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data not found: {path}")
+    return path
+
+
+def reference_module():
+    """bench/draw_speed.py, whose ReferenceDraw writes the equations out op by op with nn.LSTMCell."""
+    name = "draw_speed_bench"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "draw_speed.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def tiny_config(**overrides) -> DrawConfig:
+    base = dict(height=12, width=12, channels=1, steps=4, enc_size=16, dec_size=16, z_size=3, read_n=2, write_n=3)
+    base.update(overrides)
+    return DrawConfig(**base)
+
+
+def calm_model(cfg: DrawConfig, seed: int = 0, dtype=torch.float32) -> Draw:
+    """A model with random weights whose attention windows stay on the image (strides and variances near their
+    untrained values), so a straightforward implementation, whose filterbank normalisation divides by sum + 1e-8,
+    does not underflow to all-zero filter rows where the library's stays exact."""
+    torch.manual_seed(seed)
+    model = Draw(cfg).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        if cfg.attention:
+            for head in (model.read_head, model.write_head):
+                head.linear.weight.mul_(0.2)
+                head.linear.bias[3] = -1.0  # delta~ = e^-1: the grid spans ~1/3 of the image
+    return model
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run torch on n intra-op threads inside the block. Two OpenMP threads on a 2-core machine that other jobs share
+    spin-wait on each other; one thread keeps timing-sensitive tests predictable."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
