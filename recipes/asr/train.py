@@ -94,8 +94,8 @@ PRESETS = {
                        "log_every": 10, "precision": "fp32"}},
     # The quality preset for the 2-core CPU (see recipes/asr/README.md for how it was sized).
     "cpu": {"model": {"hidden": 256, "layers": 4, "stack": 4, "dropout": 0.15},
-            "data": {"max_seconds": 160.0},
-            "train": {"epochs": 12, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100}},
+            "data": {"max_seconds": 160.0, "max_dev_utts": 300},
+            "train": {"epochs": 7, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100}},
     # Real corpora on GPUs: wider and deeper, 30 ms frames.
     "gpu": {"model": {"hidden": 320, "layers": 5, "stack": 3, "dropout": 0.2},
             "data": {"max_seconds": 600.0, "max_duration": 35.0},
