@@ -123,7 +123,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) - header < count * dtype.itemsize:
         raise ValueError(f"{path}: truncated IDX file: header says {shape}, {len(raw) - header} bytes of data")
     data = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
-    return data.reshape(shape).astype(dtype.newbyteorder("="), copy=False)
+    return data.reshape(shape).astype(dtype.newbyteorder("="))  # a writable, native-endian copy
 
 
 def find_idx(root: str | os.PathLike, stem: str) -> Path:
