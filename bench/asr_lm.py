@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--data", default="~/speechdraw-runs/data/synth",
                     help="synthetic-speech data directory (default: ~/speechdraw-runs/data/synth)")
     ap.add_argument("--out", default="~/speechdraw-runs/lm", help="where the models go (default: ~/speechdraw-runs/lm)")
-    ap.add_argument("--lstm-epochs", type=int, default=8, help="LSTM LM epochs, 0 to skip (default: 8)")
+    ap.add_argument("--lstm-epochs", type=int, default=4, help="LSTM LM epochs, 0 to skip (default: 4)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data, out = Path(os.path.expanduser(args.data)), Path(os.path.expanduser(args.out))

@@ -221,10 +221,10 @@ class NGramLM:
     def _encode(self, sentences: Sequence[Sequence[str]], bos: bool = True,
                 eos: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Unit sequences -> (ids, seg_pos, predicted mask) of the padded, concatenated segments."""
+        head, tail = [BOS_ID] * bos, [EOS_ID] * eos
         flat: list[int] = []
         for units in sentences:
-            flat.extend(([BOS_ID] if bos else []) + [self.index.get(u, UNK_ID) for u in units] + ([EOS_ID] if eos
-                                                                                                  else []))
+            flat.extend(head + [self.index.get(u, UNK_ID) for u in units] + tail)
         lengths = np.array([len(u) + bos + eos for u in sentences], dtype=np.int64)
         ids = np.array(flat, dtype=np.int64)
         starts = np.cumsum(lengths) - lengths
