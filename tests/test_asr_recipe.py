@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from asr_recipe_fixtures import needs_espeak, speak_corpus
 from conftest import read_metrics, run_script
@@ -17,9 +18,14 @@ from speechdraw.asr.release import load_speech_release
 from speechdraw.engine.checkpoint import safe_load
 
 
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return speak_corpus(tmp_path_factory.mktemp("corpus"))
+
+
 @needs_espeak
-def test_tiny_recipe_fits_exports_and_reloads(tmp_path):
-    manifest = speak_corpus(tmp_path / "corpus")
+def test_tiny_recipe_fits_exports_and_reloads(tmp_path, corpus):
+    manifest = corpus
     run = tmp_path / "run"
     proc = run_script(["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(manifest),
                        "--data.dev", str(manifest), "--train.run_dir", str(run)], timeout=400)
@@ -69,3 +75,21 @@ def test_tiny_recipe_fits_exports_and_reloads(tmp_path):
     a, b = safe_load(release / "model.pt"), safe_load(again / "model.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_speech_release(again).transcribe_batch(waves[:5])[0].text == hyps[0].text
+
+
+@needs_espeak
+def test_resume_mid_run_repeats_the_same_losses(tmp_path, corpus):
+    """Stop after 3 steps, resume to 7: the losses equal an uninterrupted 7-step run (SpecAugment on, so the restored
+    RNG state matters; the run crosses an epoch boundary with its validation and checkpoint)."""
+    common = ["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(corpus), "--data.dev", str(corpus),
+              "--data.max_dev_utts", "4", "--features.freq_masks", "2", "--features.time_masks", "2",
+              "--train.epochs", "3", "--train.log_every", "1"]
+    run_script([*common, "--train.run_dir", str(tmp_path / "a"), "--train.max_steps", "7"])
+    run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "3"])
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "7",
+                       "--train.resume", "auto"])
+    assert "resumed from" in proc.stderr and "at step 3" in proc.stderr
+    a = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "a")]
+    b = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "b")]
+    assert len(a) == 7 and a == b
+    assert read_metrics(tmp_path / "a", "val")[0]["epoch"] == 0  # an epoch ended inside the 7 steps
