@@ -1,22 +1,27 @@
 """DRAW training speed: the library model against a straightforward implementation of the same equations.
 
-    python bench/draw_speed.py                       # paper MNIST preset, batch 100, ~3 minutes on 2 CPU cores
+    python bench/draw_speed.py --threads 1           # paper MNIST preset, batch 100, 1 intra-op thread
+    python bench/draw_speed.py                       # torch's default thread count (2 on the 2-core machine)
     python bench/draw_speed.py --reps 3 --warmup 1   # quicker, noisier
 
 Both models are built from the same weights (the reference loads the library's state dict unchanged) and timed in one
 process, interleaved (library step, reference step, library step, ...), so drift in the machine's speed hits both;
-the figures are medians. One training step = forward + backward + Adam update on a batch of 100 binarised MNIST images
-(the fixed binarisation from ../shared/data/binarized_mnist when present, random 0/1 images otherwise). Sampling speed
-is the library's `generate` (64 glimpses, write attention, no read) in images per second.
+the figures are medians. One training step = forward + backward + gradient-norm clipping + Adam update on a batch of
+100 binarised MNIST images (the fixed binarisation from ../shared/data/binarized_mnist when present, random 0/1 images
+otherwise). Sampling speed is the library's `generate` (64 glimpses, write attention, no read) in images per second.
 
 `ReferenceDraw` below is the baseline: the way public ports write DRAW (an nn.LSTMCell per glimpse, separate Linear
 heads, filterbanks rebuilt from per-op code with an epsilon normalisation, fp32, no fusion). tests/test_draw_model.py
-imports it to check that the library computes exactly the same function.
+imports it to check that the library computes the same function (values and gradients).
+
+On a 2-core machine that other jobs share, two OpenMP threads per process spin-wait on each other whenever another
+process holds a core, and a step can take 10x longer; --threads 1 gives stable figures there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -170,6 +175,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first (default: 2)")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch.set_num_threads; 0 keeps torch's default (default: 0)")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="torch.set_flush_denormal(True) for both implementations (default: off, as users run)")
     ap.add_argument("--no-attention", action="store_true", help="time the attention-free variant instead")
     ap.add_argument("--compile", action="store_true", help="also time the library with compile_step()")
     ap.add_argument("--sample-num", type=int, default=100, help="images per generate() call (default: 100)")
@@ -177,6 +184,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
+    load_at_start = " ".join(f"{v:.2f}" for v in os.getloadavg())
     torch.manual_seed(0)
     cfg = paper_config(attention=not args.no_attention)
     lib = Draw(cfg)
@@ -229,7 +239,7 @@ def main(argv=None) -> int:
 
     figures = {"preset": f"paper MNIST: batch {args.batch}, 28x28, LSTM 256/256, z 100, T 64, read 2, write 5, "
                          f"attention {cfg.attention}",
-               "torch_threads": torch.get_num_threads(), "reps": args.reps}
+               "torch_threads": torch.get_num_threads(), "flush_denormal": args.flush_denormal, "reps": args.reps}
     for k, ts in times.items():
         med = statistics.median(ts)
         figures[f"{k}_s_per_step"] = round(med, 4)
@@ -247,7 +257,8 @@ def main(argv=None) -> int:
 
     write_record(args.record, figures, title="DRAW training speed: library vs straightforward implementation (CPU)",
                  notes=f"data: {data_source}. Step = forward + backward + grad-norm clip + Adam. "
-                       "Interleaved repetitions, medians. Reference: nn.LSTMCell loop, per-call filterbanks, fp32.")
+                       "Interleaved repetitions, medians. Reference: nn.LSTMCell loop, per-call filterbanks, fp32. "
+                       f"Load average at start: {load_at_start}.")
     return 0
 
 

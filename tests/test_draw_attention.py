@@ -66,9 +66,9 @@ def test_untrained_window_is_centred_with_one_indexed_pixels():
     torch.manual_seed(0)
     x = torch.rand(1, 1, 28, 28, dtype=torch.float64)
     canvas = torch.zeros_like(x)
-    fx2, fy2, g2 = A.filterbanks(torch.tensor([[0, 0, 0.3, -0.5, 0]], dtype=torch.float64), 3, 28, 28)
-    r = A.read(x, canvas, fx2, fy2, g2).view(2, 3, 3)
-    r_flip = A.read(x.flip(3), canvas, fx2, fy2, g2).view(2, 3, 3)
+    window = torch.tensor([[0, 0, 0.3, -0.5, 0]], dtype=torch.float64)
+    r = A.read(x, canvas, window, 3).view(2, 3, 3)
+    r_flip = A.read(x.flip(3), canvas, window, 3).view(2, 3, 3)
     torch.testing.assert_close(r_flip, r.flip(2))
 
 
@@ -91,11 +91,10 @@ def test_full_window_with_tiny_sigma_reads_the_image_back_and_writes_it_back():
     x = torch.rand(3, 1, 28, 28)
     canvas = torch.randn(3, 1, 28, 28)
     params = torch.tensor([[0.0, 0.0, math.log(1e-4), 0.0, 0.0]]).expand(3, 5)
-    fx, fy, gamma = A.filterbanks(params, 28, 28, 28)
-    r = A.read(x, canvas, fx, fy, gamma).view(3, 2, 28, 28)
+    r = A.read(x, canvas, params, 28).view(3, 2, 28, 28)
     torch.testing.assert_close(r[:, 0], x[:, 0], rtol=0, atol=1e-6)
     torch.testing.assert_close(r[:, 1], (x - torch.sigmoid(canvas))[:, 0], rtol=0, atol=1e-6)
-    torch.testing.assert_close(A.write(x, fx, fy, gamma), x, rtol=0, atol=1e-6)
+    torch.testing.assert_close(A.write(canvas, x, params), canvas + x, rtol=0, atol=1e-6)
 
 
 def test_read_scales_by_gamma_and_write_divides_by_gamma():
@@ -105,23 +104,22 @@ def test_read_scales_by_gamma_and_write_divides_by_gamma():
     base = torch.tensor([[0.1, -0.2, 0.0, -0.5, 0.0]] * 2)
     doubled = base.clone()
     doubled[:, 4] = math.log(2.0)
-    fx, fy, g1 = A.filterbanks(base, 3, 10, 10)
-    _, _, g2 = A.filterbanks(doubled, 3, 10, 10)
-    torch.testing.assert_close(A.read(x, canvas, fx, fy, g2), 2 * A.read(x, canvas, fx, fy, g1))
-    torch.testing.assert_close(A.write(patch, fx, fy, g2), 0.5 * A.write(patch, fx, fy, g1))
+    torch.testing.assert_close(A.read(x, canvas, doubled, 3), 2 * A.read(x, canvas, base, 3))
+    torch.testing.assert_close(A.write(canvas, patch, doubled) - canvas, 0.5 * (A.write(canvas, patch, base) - canvas))
 
 
 def test_read_and_write_match_matrix_products_per_channel():
     torch.manual_seed(3)
     b, c, h, w, n = 3, 3, 7, 9, 4
     x, canvas = torch.rand(b, c, h, w), torch.randn(b, c, h, w)
-    fx, fy, gamma = A.filterbanks(torch.randn(b, 5) * 0.3, n, h, w)
+    params = torch.randn(b, 5) * 0.3
+    fx, fy, gamma = A.filterbanks(params, n, h, w)
     x_hat = x - torch.sigmoid(canvas)
     expect = torch.cat([(fy[:, None] @ img @ fx.transpose(1, 2)[:, None]).flatten(1) for img in (x, x_hat)], 1)
-    torch.testing.assert_close(A.read(x, canvas, fx, fy, gamma), expect * gamma[:, None])
+    torch.testing.assert_close(A.read(x, canvas, params, n), expect * gamma[:, None])
     patch = torch.randn(b, c, n, n)
     expect_w = fy.transpose(1, 2)[:, None] @ patch @ fx[:, None] / gamma[:, None, None, None]
-    torch.testing.assert_close(A.write(patch, fx, fy, gamma), expect_w)
+    torch.testing.assert_close(A.write(canvas, patch, params), canvas + expect_w)
 
 
 def test_hand_written_backward_passes_match_numerical_gradients():
@@ -136,14 +134,22 @@ def test_hand_written_backward_passes_match_numerical_gradients():
         return A.filterbanks(p, n, h, w)
 
     def read(p, cv):
-        return A.read(x, cv, *bank(p))
+        return A.read(x, cv, p, n)
 
-    def write(p, pt):
-        return A.write(pt, *bank(p))
+    def write(p, pt, cv):
+        return A.write(cv, pt, p)
 
     assert torch.autograd.gradcheck(bank, (params,))
     assert torch.autograd.gradcheck(read, (params, canvas))
-    assert torch.autograd.gradcheck(write, (params, patch))
+    assert torch.autograd.gradcheck(write, (params, patch, canvas))
+    square = (torch.randn(b, 5, dtype=torch.float64) * 0.3).requires_grad_()  # the square-image path too
+    x_sq = torch.rand(b, c, 6, 6, dtype=torch.float64)
+    c_sq = torch.randn(b, c, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, cv: A.read(x_sq, cv, p, n), (square, c_sq))
+    assert torch.autograd.gradcheck(lambda p, pt, cv: A.write(cv, pt, p), (square, patch, c_sq))
+    one = torch.randn(b, 1, n, n, dtype=torch.float64, requires_grad=True)  # single channel: the baddbmm path
+    c_one = torch.randn(b, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, pt, cv: A.write(cv, pt, p), (square, one, c_one))
 
 
 def test_attention_free_read_and_write():

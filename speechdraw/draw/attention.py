@@ -100,76 +100,116 @@ def _constants(n: int, height: int, width: int, device: torch.device, dtype: tor
     return centre_scale, offsets, coords, mask, last
 
 
+class _Bank(NamedTuple):
+    """One batch of filterbanks and what their backward needs."""
+
+    f: Tensor  # (B, 2, N, S) X filters then Y filters, rows summing to 1 over the image's pixels
+    d: Tensor  # (B, 2, N, S) a - mu
+    k: Tensor  # (B,) -1 / (2 sigma^2)
+    e: Tensor  # (B, 3) sigma^2, delta~, gamma
+    height: int
+    width: int
+
+    @property
+    def fx(self) -> Tensor:  # (B, N, A)
+        return self.f[:, 0, :, : self.width]
+
+    @property
+    def fy(self) -> Tensor:  # (B, N, B)
+        return self.f[:, 1, :, : self.height]
+
+    @property
+    def gamma(self) -> Tensor:  # (B,)
+        return self.e[:, 2]
+
+
+def _bank_forward(params: Tensor, n: int, height: int, width: int) -> _Bank:
+    """(B, 5) raw head outputs -> filterbanks, computed without autograd (the Functions below own the backward)."""
+    b = params.shape[0]
+    centre_scale, offsets, coords, mask, last = _constants(n, height, width, params.device, params.dtype)
+    g = (params[:, :2] + 1) * centre_scale  # (B, 2) grid centre (gX, gY), 1-indexed
+    e = params[:, 2:].exp()  # (B, 3) sigma^2, delta~, gamma
+    mu = torch.addcmul(g[:, :, None], offsets, e[:, 1, None, None])  # (B, 2, N) filter means
+    d = coords - mu[..., None]  # (B, 2, N, S) a - mu
+    k = -0.5 / e[:, 0]  # (B,)
+    # Shift each row so its largest logit is 0 (exp cannot underflow the whole row): the largest is at the pixel
+    # nearest mu, known without a reduction over pixels.
+    nearest = torch.minimum(mu.round().clamp_min_(1), last)  # (B, 2, N)
+    f = torch.mul(d, d).sub_((nearest - mu).square_()[..., None]).mul_(k.view(b, 1, 1, 1))
+    f.clamp_min_(_LOG_FLOOR).exp_()
+    F.threshold(f, _FLOOR, 0.0, inplace=True)
+    if mask is not None:
+        f.mul_(mask)
+    f.div_(f.sum(-1, keepdim=True))
+    return _Bank(f, d, k, e, height, width)
+
+
+def _bank_backward(bank: _Bank, dfx: Tensor, dfy: Tensor, dgamma: Tensor) -> Tensor:
+    """Gradients of F_X (B, N, A), F_Y (B, N, B), gamma (B,) -> gradient of the raw params (B, 5)."""
+    f, d, k, e, height, width = bank
+    b, _, n, size = f.shape
+    centre_scale, offsets, _, _, _ = _constants(n, height, width, f.device, f.dtype)
+    if height == width:
+        df = torch.stack((dfx, dfy), dim=1)
+    else:
+        df = f.new_zeros(f.shape)
+        df[:, 0, :, :width] = dfx
+        df[:, 1, :, :height] = dfy
+    dl = (df - (df * f).sum(-1, keepdim=True)).mul_(f)  # d loss / d logit: the normalisation's Jacobian
+    dk = (dl * d * d).sum((1, 2, 3))  # logit = k d^2
+    dmu = (dl * d).sum(-1).mul_(-2 * k.view(b, 1, 1))  # (B, 2, N); d logit / d mu = -2 k d
+    dg = dmu.sum(-1)  # (B, 2)
+    ddelta_t = (dmu * offsets).sum((1, 2))
+    # log-parameterised: d/d log v = v d/dv; k = -1/(2 sigma^2) gives d/d log sigma^2 = -k dk.
+    return torch.stack((dg[:, 0] * centre_scale[0], dg[:, 1] * centre_scale[1], -k * dk, ddelta_t * e[:, 1],
+                        dgamma * e[:, 2]), dim=1)
+
+
 class _Filterbanks(torch.autograd.Function):
-    """(B, 5) raw head outputs -> F (B, 2, N, S) (X then Y filters), gamma (B,); see filterbanks().
-
-    One autograd node with a hand-derived backward instead of ~30: per glimpse this runs twice (read and write), and at
-    these sizes each torch op costs more in dispatch than in arithmetic."""
-
     @staticmethod
     def forward(ctx, params: Tensor, n: int, height: int, width: int):
-        b = params.shape[0]
-        centre_scale, offsets, coords, mask, last = _constants(n, height, width, params.device, params.dtype)
-        g = (params[:, :2] + 1) * centre_scale  # (B, 2) grid centre (gX, gY), 1-indexed
-        e = params[:, 2:].exp()  # (B, 3) sigma^2, delta~, gamma
-        sigma2, delta_t, gamma = e.unbind(1)
-        mu = torch.addcmul(g[:, :, None], offsets, delta_t[:, None, None])  # (B, 2, N) filter means
-        d = coords - mu[..., None]  # (B, 2, N, S) a - mu
-        k = -0.5 / sigma2  # (B,)
-        # Shift each row so its largest logit is 0 (so exp cannot underflow the whole row): the largest is at the pixel
-        # nearest mu, known without a reduction over pixels.
-        nearest = torch.minimum(mu.round().clamp_min_(1), last)  # (B, 2, N)
-        f = torch.mul(d, d).sub_((nearest - mu).square_()[..., None]).mul_(k.view(b, 1, 1, 1))
-        f.clamp_min_(_LOG_FLOOR).exp_()
-        F.threshold(f, _FLOOR, 0.0, inplace=True)
-        if mask is not None:
-            f.mul_(mask)
-        f.div_(f.sum(-1, keepdim=True))
-        ctx.save_for_backward(f, d, k, e)
-        ctx.consts = (centre_scale, offsets)
-        return f, gamma.clone()
+        bank = _bank_forward(params, n, height, width)
+        ctx.bank = bank
+        return bank.fx.contiguous(), bank.fy.contiguous(), bank.gamma.clone()
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, df: Tensor, dgamma: Tensor):
-        f, d, k, e = ctx.saved_tensors
-        centre_scale, offsets = ctx.consts
-        b = f.shape[0]
-        dl = (df - (df * f).sum(-1, keepdim=True)).mul_(f)  # d loss / d logit: the softmax Jacobian
-        dk = (dl * d * d).sum((1, 2, 3))  # logit = k d^2
-        dmu = (dl * d).sum(-1).mul_(-2 * k.view(b, 1, 1))  # (B, 2, N); d logit / d mu = -2 k d
-        dg = dmu.sum(-1)  # (B, 2)
-        ddelta_t = (dmu * offsets).sum((1, 2))
-        # log-parameterised: d/d log v = v d/dv. k = -1/(2 sigma^2) gives d/d log sigma^2 = -k dk.
-        grad = torch.stack((dg[:, 0] * centre_scale[0], dg[:, 1] * centre_scale[1], -k * dk,
-                            ddelta_t * e[:, 1], dgamma * e[:, 2]), dim=1)
-        return grad, None, None, None
+    def backward(ctx, dfx: Tensor, dfy: Tensor, dgamma: Tensor):
+        return _bank_backward(ctx.bank, dfx, dfy, dgamma), None, None, None
 
 
 def filterbanks(params: Tensor, n: int, height: int, width: int) -> tuple[Tensor, Tensor, Tensor]:
     """Raw head outputs (B, 5) -> (F_X (B, N, A), F_Y (B, N, B), gamma (B,)): the Gaussian filterbanks, rows summing
     to 1, of window_from_params(params, n, height, width), differentiable in params."""
-    f, gamma = _Filterbanks.apply(params, n, height, width)
-    return f[:, 0, :, :width], f[:, 1, :, :height], gamma
+    return _Filterbanks.apply(params, n, height, width)
+
+
+# read and write compute their window's filterbanks inside one autograd node each, with hand-derived backward passes:
+# composed from torch ops a glimpse's attention is ~80 autograd nodes (and view nodes whose backward zero-fills and
+# copies), and at these sizes each op costs more in dispatch than in arithmetic.
 
 
 class _Read(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, canvas: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor):
+    def forward(ctx, x: Tensor, canvas: Tensor, params: Tensor, n: int):
         b, c, h, w = x.shape
-        n = fx.shape[1]
+        bank = _bank_forward(params, n, h, w)
+        fx, fy, gamma = bank.fx, bank.fy, bank.gamma
         s = torch.sigmoid(canvas)
         imgs = torch.cat((x, x - s), dim=1)  # (B, 2C, H, W): x and the error image x^
         cols = torch.bmm(imgs.view(b, 2 * c * h, w), fx.transpose(1, 2))  # (B, 2C H, N): image F_X^T
         cols = cols.view(b, 2 * c, h, n).transpose(1, 2).reshape(b, h, 2 * c * n)  # (B, H, 2C N)
         g = torch.bmm(fy, cols).view(b, n, 2 * c, n).transpose(1, 2).reshape(b, 2 * c * n * n)  # (B, 2C N N)
-        ctx.save_for_backward(imgs, cols, fx, fy, gamma, g, s)
+        ctx.save_for_backward(imgs, cols, g, s)
+        ctx.bank = bank
         return g * gamma[:, None]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout: Tensor):
-        imgs, cols, fx, fy, gamma, g, s = ctx.saved_tensors
+        imgs, cols, g, s = ctx.saved_tensors
+        bank = ctx.bank
+        fx, fy, gamma = bank.fx, bank.fy, bank.gamma
         b, c2, h, w = imgs.shape
         n = fx.shape[1]
         dgamma = (dout * g).sum(1)
@@ -182,35 +222,45 @@ class _Read(torch.autograd.Function):
             half = c2 // 2 * h  # rows of x^ in the (2C H) stack
             dx_hat = torch.bmm(dcols[:, half:], fx).view(b, c2 // 2, h, w)
             dcanvas = dx_hat.mul_(s * s - s)  # x^ = x - sigmoid(c): d x^ / dc = -s (1 - s)
-        return None, dcanvas, dfx, dfy, dgamma
+        dparams = _bank_backward(bank, dfx, dfy, dgamma) if ctx.needs_input_grad[2] else None
+        return None, dcanvas, dparams, None
 
 
-def read(x: Tensor, canvas: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor) -> Tensor:
-    """gamma * [F_Y x F_X^T, F_Y x^ F_X^T] with x^ = x - sigmoid(canvas), flattened: (B, C, H, W) image and canvas
-    logits c_{t-1}, F_X (B, N, W), F_Y (B, N, H), gamma (B,) -> (B, 2*C*N*N).
+def read(x: Tensor, canvas: Tensor, params: Tensor, n: int) -> Tensor:
+    """gamma * [F_Y x F_X^T, F_Y x^ F_X^T] with x^ = x - sigmoid(canvas), through the N x N window of the raw head
+    outputs params (B, 5): (B, C, H, W) image and canvas logits c_{t-1} -> (B, 2*C*N*N).
 
     The order of the output is (image/error, channel, row, column), which the encoder's input weights are laid out for.
-    Differentiable in the canvas, the filters and gamma (not in x: the data).
+    Differentiable in the canvas and the params (not in x: the data).
     """
-    return _Read.apply(x, canvas, fx, fy, gamma)
+    return _Read.apply(x, canvas, params, n)
 
 
 class _Write(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, patch: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor):
+    def forward(ctx, canvas: Tensor, patch: Tensor, params: Tensor):
         b, c, n, _ = patch.shape
-        h, w = fy.shape[2], fx.shape[2]
+        h, w = canvas.shape[2], canvas.shape[3]
+        bank = _bank_forward(params, n, h, w)
+        fx, fy, gamma = bank.fx, bank.fy, bank.gamma
         wp = patch / gamma.view(b, 1, 1, 1)  # divide the N x N patch, not the H x W result: same value, fewer flops
         rows = torch.bmm(wp.view(b, c * n, n), fx)  # (B, C N, W): w F_X
+        ctx.save_for_backward(wp)
+        ctx.bank = bank
+        if c == 1:
+            ctx.rows_t = rows
+            return torch.baddbmm(canvas.reshape(b, h, w), fy.transpose(1, 2), rows).view(b, 1, h, w)
         rows_t = rows.view(b, c, n, w).transpose(1, 2).reshape(b, n, c * w)  # (B, N, C W)
+        ctx.rows_t = rows_t
         out = torch.bmm(fy.transpose(1, 2), rows_t)  # (B, H, C W): F_Y^T w F_X
-        ctx.save_for_backward(wp, fx, fy, gamma, rows_t)
-        return out.view(b, h, c, w).transpose(1, 2).reshape(b, c, h, w)
+        return canvas + out.view(b, h, c, w).transpose(1, 2)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout: Tensor):
-        wp, fx, fy, gamma, rows_t = ctx.saved_tensors
+        (wp,) = ctx.saved_tensors
+        bank, rows_t = ctx.bank, ctx.rows_t
+        fx, fy, gamma = bank.fx, bank.fy, bank.gamma
         b, c, n, _ = wp.shape
         h, w = fy.shape[2], fx.shape[2]
         dout_t = dout.transpose(1, 2).reshape(b, h, c * w)  # (B, H, C W)
@@ -221,12 +271,13 @@ class _Write(torch.autograd.Function):
         dfx = torch.bmm(wp.view(b, c * n, n).transpose(1, 2), drows)  # (B, N, W)
         dpatch = dwp / gamma.view(b, 1, 1, 1)
         dgamma = -(dwp * wp).sum((1, 2, 3)) / gamma  # d(patch / gamma) / d gamma = -wp / gamma
-        return dpatch, dfx, dfy, dgamma
+        return dout, dpatch, _bank_backward(bank, dfx, dfy, dgamma)
 
 
-def write(patch: Tensor, fx: Tensor, fy: Tensor, gamma: Tensor) -> Tensor:
-    """1 / gamma * F_Y^T w F_X: (B, C, N, N) patch, F_X (B, N, W), F_Y (B, N, H) -> (B, C, H, W)."""
-    return _Write.apply(patch, fx, fy, gamma)
+def write(canvas: Tensor, patch: Tensor, params: Tensor) -> Tensor:
+    """c + 1 / gamma * F_Y^T w F_X: canvas logits (B, C, H, W) plus the (B, C, N, N) patch w drawn through the N x N
+    window of the raw head outputs params (B, 5), with that window's own gamma."""
+    return _Write.apply(canvas, patch, params)
 
 
 def read_no_attention(x: Tensor, canvas: Tensor) -> Tensor:

@@ -15,10 +15,15 @@ mean over the test set is the "NLL bound" the paper reports. c_0, h_enc_0, h_dec
 learned biases (section 2.1). With `num_classes` > 0 a one-hot label joins the encoder and decoder inputs.
 
 Parameters live in ordinary nn.LSTMCell / nn.Linear modules, so the state dict reads like the equations and a
-straightforward implementation can load it unchanged. The forward pass does not call those modules step by step: once
-per batch it concatenates weights that share an input (encoder input and recurrent weights; the write head, write patch
-and next read head, which all read h_dec_t) so each glimpse costs one GEMM per LSTM plus one for all decoder heads, and
-folds inputs that do not change over the glimpses (the label, and x itself without attention) into a per-image bias.
+straightforward implementation can load it unchanged. The forward pass computes exactly those equations, arranged for a
+CPU, where a glimpse's many small ops cost more in dispatch and autograd bookkeeping than in arithmetic:
+- once per batch, weights that share an input are concatenated (encoder input and recurrent weights; the write head,
+  write patch and next read head, which all read h_dec_t), so a glimpse costs one GEMM per LSTM plus one for all
+  decoder heads; inputs constant over the glimpses (the label; x itself without attention) become a per-image bias;
+- an LSTM step, a read and a write are one autograd node each, with hand-derived backward passes (attention.py);
+- each weight's gradient is one large GEMM over all T glimpses at the end of backward (SharedLinear), instead of T
+  skinny ones accumulated one by one.
+tests/test_draw_model.py checks values and gradients against the straightforward version in bench/draw_speed.py.
 """
 
 from __future__ import annotations
@@ -230,26 +235,36 @@ class _GlimpseLSTM(torch.autograd.Function):
         stash.count += 1
         x = torch.cat(parts, dim=1, out=stash.x[t]) if len(parts) > 1 else stash.x[t].copy_(parts[0])
         gates = torch.addmm(bias, x, weight_t)  # (B, 4H)
-        i, f, g, o = gates.chunk(4, 1)
-        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-        g = torch.tanh(g)
+        hid = c.shape[1]
+        act = torch.sigmoid(gates)  # i, f, o use their sigmoid; the g block is replaced below
+        g = torch.tanh(gates[:, 2 * hid:3 * hid])
+        i, f, o = act[:, :hid], act[:, hid:2 * hid], act[:, 3 * hid:]
         c_new = torch.addcmul(f * c, i, g)
         tc = torch.tanh(c_new)
         h = o * tc
-        ctx.save_for_backward(weight_t, i, f, g, o, c, tc)
+        # Activation derivatives, all gates in one (B, 4H) tensor: s (1 - s) for the sigmoids, 1 - g^2 for tanh.
+        deriv = torch.addcmul(act, act, act, value=-1)
+        torch.addcmul(deriv.new_ones(()).expand_as(g), g, g, value=-1, out=deriv[:, 2 * hid:3 * hid])
+        ctx.save_for_backward(weight_t, act, g, c, tc, deriv)
         ctx.stash, ctx.t, ctx.widths = stash, t, [p.shape[1] for p in parts]
         return h, c_new
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh: Tensor, dc_new: Tensor):
-        weight_t, i, f, g, o, c, tc = ctx.saved_tensors
+        weight_t, act, g, c, tc, deriv = ctx.saved_tensors
         stash, t = ctx.stash, ctx.t
+        hid = c.shape[1]
+        i, f, o = act[:, :hid], act[:, hid:2 * hid], act[:, 3 * hid:]
         dc = torch.addcmul(dc_new, dh * o, 1 - tc * tc)  # through h = o tanh(c_new), plus the direct path
-        torch.cat((dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g), dh * tc * o * (1 - o)),
-                  dim=1, out=stash.g[t])
+        dgates = stash.g[t]  # (B, 4H): d loss / d (activated gate), then times the derivatives in place
+        torch.mul(dc, g, out=dgates[:, :hid])
+        torch.mul(dc, c, out=dgates[:, hid:2 * hid])
+        torch.mul(dc, i, out=dgates[:, 2 * hid:3 * hid])
+        torch.mul(dh, tc, out=dgates[:, 3 * hid:])
+        dgates.mul_(deriv)
         stash.filled[t] = True
-        return (dc * f, None, None, None, *_split_input_grad(ctx, stash.g[t], weight_t))
+        return (dc * f, None, None, None, *_split_input_grad(ctx, dgates, weight_t))
 
 
 def _split_input_grad(ctx, grad_out: Tensor, weight_t: Tensor) -> list[Tensor | None]:
@@ -400,7 +415,7 @@ class Draw(nn.Module):
         """
         cfg = self.cfg
         if cfg.attention:
-            r = attention.read(x, canvas, *attention.filterbanks(read_params, cfg.read_n, cfg.height, cfg.width))
+            r = attention.read(x, canvas, read_params, cfg.read_n)
         else:
             r = (x - torch.sigmoid(canvas)).flatten(1)  # x^; the x half of [x, x^] is already in w.enc's bias
         h_enc, c_enc = w.enc.lstm(c_enc, r, h_dec, h_enc)
@@ -410,8 +425,7 @@ class Draw(nn.Module):
         heads = w.heads(h_dec)
         if cfg.attention:
             write_params, patch, read_params = self._split_heads(heads)
-            canvas = canvas + attention.write(patch, *attention.filterbanks(write_params, cfg.write_n, cfg.height,
-                                                                             cfg.width))
+            canvas = attention.write(canvas, patch, write_params)
         else:
             write_params = None
             canvas = canvas + heads.view_as(canvas)
@@ -495,8 +509,7 @@ class Draw(nn.Module):
             heads = w.heads(h_dec)
             if cfg.attention:
                 write_params, patch, _ = self._split_heads(heads)
-                fx, fy, gamma = attention.filterbanks(write_params, cfg.write_n, cfg.height, cfg.width)
-                canvas = canvas + attention.write(patch, fx, fy, gamma)
+                canvas = attention.write(canvas, patch, write_params)
                 if return_steps:
                     wwins.append(attention.window_from_params(write_params, cfg.write_n, cfg.height, cfg.width))
             else:
