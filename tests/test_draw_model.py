@@ -294,3 +294,24 @@ def test_tiny_training_run_on_real_mnist_beats_independent_pixels():
     print(f"tiny DRAW on MNIST: held-out bound {start:.1f} -> {held_out:.1f} nats")
     assert 195 < start < 215
     assert held_out <= 175.0
+
+
+def test_two_graphs_alive_at_once_keep_separate_gradient_buffers():
+    # Gradient accumulation: both forward passes are alive before either backward runs; the reused stash buffers
+    # must not be shared between them.
+    cfg = tiny_config()
+    model = calm_model(cfg, seed=9)
+    torch.manual_seed(10)
+    xs = [(torch.rand(4, 1, 12, 12) < 0.3).float() for _ in range(2)]
+    eps = [torch.randn(cfg.steps, 4, cfg.z_size) for _ in range(2)]
+    expect = []
+    for x, e in zip(xs, eps):
+        model.zero_grad()
+        model(x, eps=e).nll_bound.sum().backward()
+        expect.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    model.zero_grad()
+    losses = [model(x, eps=e).nll_bound.sum() for x, e in zip(xs, eps)]
+    for loss in losses:
+        loss.backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expect[0][n] + expect[1][n], msg=n)

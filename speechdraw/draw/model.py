@@ -29,6 +29,7 @@ tests/test_draw_model.py checks values and gradients against the straightforward
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -160,12 +161,35 @@ def lstm_pointwise_ops(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
+class _BufferPool:
+    """Keeps the stash buffers (tens of MB per batch at the paper's sizes) from one training step for the next.
+
+    Freshly allocated, they are fresh pages from the OS, and first-touch page faults cost ~5% of a CPU step. A buffer
+    goes back to the pool only when the autograd graph holding its stash is freed, so two graphs alive at once (e.g.
+    gradient accumulation) never share one; at most one buffer per shape is kept."""
+
+    def __init__(self):
+        self.free: dict[tuple, Tensor] = {}
+
+    def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        buf = self.free.pop((shape, like.dtype, like.device), None)
+        return buf if buf is not None else like.new_empty(shape)
+
+    def give(self, *bufs: Tensor) -> None:
+        for buf in bufs:
+            self.free[(tuple(buf.shape), buf.dtype, buf.device)] = buf
+
+
+_POOL = _BufferPool()
+
+
 class _Stash:
     """Inputs X (T, B, K) and output gradients G (T, B, N) of every glimpse's use of one shared weight."""
 
     def __init__(self, steps: int, batch: int, k: int, n: int, like: Tensor):
-        self.x = like.new_empty(steps, batch, k)
-        self.g = like.new_empty(steps, batch, n)
+        self.x = _POOL.take((steps, batch, k), like)
+        self.g = _POOL.take((steps, batch, n), like)
+        weakref.finalize(self, _POOL.give, self.x, self.g)
         self.filled = [False] * steps  # glimpses whose backward has written G[t]
         self.count = 0  # glimpses run so far
 
