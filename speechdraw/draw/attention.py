@@ -13,9 +13,11 @@ An N x N grid of Gaussian filters is laid over a B x A image (B rows, A columns;
     write(w)     = 1 / gamma * F_Y^T w F_X                   (B x A per channel)
 
 Pixel coordinates a, b run from 1, as in the paper, so that g~ = 0 (an untrained head) puts the grid centre exactly on
-the image centre (A + 1) / 2; a 0-indexed port is half a pixel off and its windows drift. The row normalisation is
-computed as a softmax over pixel positions: identical to exp / sum, but it cannot underflow to 0 / 0 when sigma is tiny
-or the window lies far outside the image, so no epsilon is needed. Colour images share one filterbank across channels.
+the image centre (A + 1) / 2; a 0-indexed port is half a pixel off and its windows drift. Each row's exponents are
+shifted so the largest is 0 before exp (as a softmax is): the same normalised filter, but it cannot underflow to 0 / 0
+when sigma is tiny or the window lies far outside the image, so no epsilon is needed. Colour images share one
+filterbank across channels. read() and write() take the raw head outputs and build their filterbanks inside one
+autograd node with a hand-derived backward; filterbanks() exposes the same computation on its own.
 """
 
 from __future__ import annotations
