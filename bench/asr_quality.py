@@ -64,7 +64,7 @@ def main():
         val = [r for r in rows if r["split"] == "val"]
         train = [r for r in rows if r["split"] == "train"]
         figures["train_minutes"] = round(val[-1]["train_minutes"], 1) if val else None
-        figures["train_steps"] = train[-1]["step"] if train else None
+        figures["train_steps"] = val[-1]["step"] if val else None
         figures["epochs_completed"] = len(val)
         figures["dev_cer_by_epoch"] = [round(r.get("cer_ema", r["cer"]), 4) for r in val]
         speeds = [r["audio_per_second"] for r in train if r.get("audio_per_second") == r.get("audio_per_second")]
