@@ -79,3 +79,15 @@ def test_eval_batches_count_every_item_once():
         items = [i for r in range(world) for b in eval_batches(LENGTHS, batch_size=16, rank=r, world_size=world)
                  for i in b]
         assert sorted(items) == list(range(len(LENGTHS)))
+
+
+def test_total_batches_counts_each_epoch_so_a_sortagrad_schedule_horizon_is_exact():
+    sg = make(sort_first_epoch=True, num_buckets=1)
+    counts = []
+    for e in range(4):
+        sg.set_epoch(e)
+        counts.append(len(sg))
+    assert counts[0] < counts[1]  # the sorted epoch packs tighter than a shuffled one
+    sg.set_epoch(2)
+    assert sg.total_batches(4) == sum(counts)
+    assert len(sg) == counts[2]  # the selected epoch is untouched

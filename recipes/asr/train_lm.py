@@ -93,8 +93,8 @@ def main(argv=None):
     sampler = BucketBatchSampler([len(s) + 1 for s in train_data], max_total=cfg.data.batch_tokens,
                                  num_buckets=cfg.data.num_buckets, seed=tc.seed, rank=ctx.dist.rank,
                                  world_size=ctx.dist.world_size)
-    steps_per_epoch = len(sampler) // tc.accum_steps
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=tc.epochs * steps_per_epoch,
+    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps  # each epoch counted (SortaGrad)
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps,
                              decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     train_step = TrainStep(model, optimizer, ctx.precision, forward=lambda m, b: m(b[0], b[1]),
@@ -120,7 +120,7 @@ def main(argv=None):
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
     done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=tc.epochs * steps_per_epoch, initial=loop["step"])
+    bar = log.progress(total=total_steps, initial=loop["step"])
     t0 = time.time() - loop["seconds"]
     while loop["epoch"] < tc.epochs and not done:
         sampler.set_epoch(loop["epoch"], start=loop["batch"])

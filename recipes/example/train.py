@@ -163,9 +163,9 @@ def main(argv=None):
     sampler = BucketBatchSampler([len(x) for x, _ in train_data], batch_size=cfg.data.batch_size,
                                  num_buckets=cfg.data.num_buckets, seed=tc.seed, rank=ctx.dist.rank,
                                  world_size=ctx.dist.world_size, sort_first_epoch=cfg.data.sortagrad)
-    steps_per_epoch = len(sampler) // tc.accum_steps
+    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps  # each epoch counted (SortaGrad)
     # The schedule's horizon is the configured epochs; max_steps only stops early (so a stopped run resumes exactly).
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=tc.epochs * steps_per_epoch,
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps,
                              decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     ema = EMA(raw, tc.ema_decay) if tc.ema_decay else None
@@ -182,7 +182,7 @@ def main(argv=None):
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
     done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=tc.epochs * steps_per_epoch, initial=loop["step"])
+    bar = log.progress(total=total_steps, initial=loop["step"])
     t0 = time.time()
     while loop["epoch"] < tc.epochs and not done:
         sampler.set_epoch(loop["epoch"], start=loop["batch"])
