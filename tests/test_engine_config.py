@@ -59,3 +59,13 @@ def test_every_shipped_preset_parses(recipe):
     for name in [None, *module.PRESETS]:
         cfg, _ = parse_config(module.Config, [] if name is None else ["--preset", name], presets=module.PRESETS)
         assert cfg is not None
+
+
+def test_config_changes_lists_what_differs_on_resume_and_ignores_the_resume_flag():
+    from speechdraw.engine.config import to_dict
+    from speechdraw.engine.run import config_changes
+
+    saved = to_dict(TrainConfig(epochs=7, resume=""))
+    assert config_changes(saved, TrainConfig(epochs=7, resume="auto")) == {}
+    assert config_changes(saved, TrainConfig(epochs=20, resume="auto")) == {"epochs": (7, 20)}
+    assert config_changes(None, TrainConfig()) == {}

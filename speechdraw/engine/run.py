@@ -12,6 +12,7 @@ A recipe embeds `TrainConfig` as its `train` field and goes, in straight lines:
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,14 +111,39 @@ def setup_run(cfg: TrainConfig, full_config=None) -> RunContext:
                          f"or choose another --train.run_dir")
     ctx = RunContext(cfg, info, device, Precision(cfg.precision, device), run_dir, ckpt)
     found = resolve_resume(cfg.resume, ckpt)
+    changed = {}
     if found is not None:
         ctx.resume_path, ctx.resume_state = found
+        changed = config_changes(ctx.resume_state.get("config"), full_config if full_config is not None else cfg)
+        if changed:
+            ctx.print("warning: resuming with a changed config (checkpoint -> now): " + ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(run_dir, full_config if full_config is not None else cfg, world_size=info.world_size,
-                              resumed_from=str(ctx.resume_path) if ctx.resume_path else None)
+                              resumed_from=str(ctx.resume_path) if ctx.resume_path else None,
+                              changed_on_resume={k: list(v) for k, v in changed.items()})
     distributed.barrier()
     return ctx
+
+
+def config_changes(saved: dict | None, current) -> dict[str, tuple]:
+    """Dotted keys whose value differs between a checkpoint's config and the current one (resume flags excluded)."""
+    if not isinstance(saved, dict):
+        return {}
+    now = to_dict(current) if dataclasses.is_dataclass(current) else current
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    a, b = dict(flat(json.loads(json.dumps(saved)))), dict(flat(json.loads(json.dumps(now))))  # tuples == lists
+    a.pop("resume", None), b.pop("resume", None)
+    a.pop("train.resume", None), b.pop("train.resume", None)
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
 
 
 def checkpoint_state(ctx: RunContext, *, model: nn.Module, optimizer, loop: dict, scheduler=None, scaler=None,

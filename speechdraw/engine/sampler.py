@@ -108,7 +108,7 @@ class BucketBatchSampler:
 
     def total_batches(self, epochs: int) -> int:
         """Batches per rank over epochs 0..epochs-1: the horizon of a learning-rate schedule. Epochs differ in count
-        (SortaGrad's sorted epoch packs tighter than shuffled ones), so each epoch is counted, not the first x epochs."""
+        (SortaGrad's sorted epoch packs tighter than shuffled ones), each epoch is counted."""
         current = self.epoch
         total = sum(len(self.global_batches(e)) // self.world_size for e in range(epochs))
         self.global_batches(current)  # leave the cache on the selected epoch
