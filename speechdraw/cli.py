@@ -18,6 +18,8 @@ from speechdraw import __version__
 
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     # (name, add_arguments, run, help)
+    ("sample", "speechdraw.draw.sample:add_arguments", "speechdraw.draw.sample:run",
+     "draw images with a trained DRAW model: PNG grid, GIF of the glimpses, reconstructions"),
 ]
 
 

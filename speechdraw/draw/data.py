@@ -289,3 +289,67 @@ def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int =
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[parts[0]] for parts in parents], dtype=torch.int64)
     return ImageSet(images, labels)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# one entry point for the recipes
+
+
+@dataclass
+class DataSource:
+    """Where a run's images come from; recorded in the release so `speechdraw sample --reconstruct test:N` and
+    recipes/draw/evaluate.py can load the same test images again. image_folder, if set, wins over binarized_npz, which
+    wins over root. binarization applies to IDX files and image folders; the npz is binarised already."""
+
+    root: str = ""  # directory with the four MNIST / Fashion-MNIST IDX files
+    binarized_npz: str = ""  # Larochelle & Murray binarized_mnist.npz
+    image_folder: str = ""  # any folder of images, resized to (height, width)
+    binarization: str = "fixed"  # fixed, dynamic or none (grey levels k / 255)
+    seed: int = BINARIZE_SEED  # seed of the stochastic binarisation
+    num_valid: int = NUM_VALID  # IDX: last num_valid training images validate
+    valid_fraction: float = 0.1  # image folder: this fraction, picked at random with `seed`, validates
+    height: int = 28
+    width: int = 28
+    channels: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "image_folder" if self.image_folder else "binarized_npz" if self.binarized_npz else "idx"
+
+    def describe(self) -> str:
+        if self.kind == "image_folder":
+            return f"images under {self.image_folder} at {self.height}x{self.width}x{self.channels}"
+        if self.kind == "binarized_npz":
+            return f"Larochelle & Murray fixed binarisation {self.binarized_npz}"
+        extra = f", seed {self.seed}" if self.binarization != "none" else ""
+        return f"IDX files in {self.root}, binarisation {self.binarization}{extra}"
+
+
+def load_splits(src: DataSource) -> ImageSplits:
+    """Train / validation / test ImageSets for a DataSource. An image folder has no test split: its validation split
+    stands in for it."""
+    if src.binarization not in ("fixed", "dynamic", "none"):
+        raise ValueError(f"binarization must be 'fixed', 'dynamic' or 'none', got {src.binarization!r}")
+    if src.kind == "image_folder":
+        images = image_folder(src.image_folder, (src.height, src.width), src.channels)
+        n_valid = max(1, round(len(images) * src.valid_fraction))
+        if n_valid >= len(images):
+            raise ValueError(f"{src.image_folder}: {len(images)} images are too few to hold out {n_valid}")
+        # A seeded random pick, not the last files: those would all come from the last class folder.
+        perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(src.seed))
+        valid_idx, train_idx = perm[:n_valid].sort().values, perm[n_valid:].sort().values
+        lab = images.labels
+        grey = images.images
+        fixed = grey
+        if src.binarization != "none":
+            fixed = torch.from_numpy(binarize((grey * 255).round().to(torch.uint8).numpy(), src.seed))
+        train_labels = None if lab is None else lab[train_idx]
+        if src.binarization == "dynamic":
+            train = DynamicBinarized(grey[train_idx], train_labels, src.seed)
+        else:
+            train = ImageSet(fixed[train_idx], train_labels)
+        valid = ImageSet(fixed[valid_idx], None if lab is None else lab[valid_idx])
+        return ImageSplits(train, valid, valid)
+    if src.kind == "binarized_npz":
+        return load_binarized_mnist(src.binarized_npz)
+    return mnist_splits(src.root, src.binarization, src.seed, src.num_valid)

@@ -1,0 +1,255 @@
+"""`speechdraw sample`: pictures from a trained DRAW release, as the drawing unfolds.
+
+    speechdraw sample --model RUN/release --num 64 --out DIR                      # DIR/samples.png
+    speechdraw sample --model RUN/release --out DIR --gif --show-attention        # + DIR/samples.gif, write boxes
+    speechdraw sample --model RUN/release --out DIR --frames                      # + DIR/frames/glimpse_001.png ...
+    speechdraw sample --model RUN/release --out DIR --reconstruct test:16 --gif --show-attention
+    speechdraw sample --model RUN/release --out DIR --reconstruct digit.png more_digits/
+    speechdraw sample --model RUN/release --out DIR --label 7                     # class-conditional models only
+
+Samples come from the prior (z_t ~ N(0, I), decoder and write only); a tile shows sigmoid(c_t), the output mean. The
+GIF has one frame per glimpse; with --show-attention each tile carries its write window (red) and, in reconstruction
+mode, the window the encoder read through (green). Reconstruction encodes real images (`test:N`: the first N test
+images of the data the model was trained on, as recorded in its release; or image files and folders, resized to the
+model's size and, for a binary model, thresholded at 1/2) and prints each one's negative ELBO.
+
+From Python:
+
+    from speechdraw.draw.sample import load_draw, sample, reconstruct
+    model, release = load_draw("RUN/release")          # weights-only, strict; ReleaseError names the bad file
+    out = sample(model, 16, seed=1, out_dir="pictures", gif=True, show_attention=True)
+    out.images                                          # (16, C, H, W) in [0, 1]; out.files maps names to paths
+
+The release is read with torch.load(weights_only=True): a model file cannot run code when opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from speechdraw.draw import render
+from speechdraw.draw.data import DataSource, list_images, load_image, load_splits
+from speechdraw.draw.model import Draw, DrawConfig, DrawTrace
+from speechdraw.engine.release import Release, ReleaseError, load_release
+
+GIF_SCALE = 3  # GIF tiles are enlarged 3x so the attention boxes are visible
+
+
+@dataclass
+class Pictures:
+    images: Tensor  # (N, C, H, W) in [0, 1]: the final canvases
+    trace: DrawTrace  # per-glimpse canvases (T, N, C, H, W) and windows
+    files: dict[str, Path | list[Path]] = field(default_factory=dict)  # what was written, by name
+    bounds: Tensor | None = None  # (N,) negative ELBO of each reconstructed image, nats
+
+
+def load_draw(path: str | Path, device: str | torch.device = "cpu") -> tuple[Draw, Release]:
+    """A DRAW release directory -> (model in eval mode on device, the release). Weights-only and strict: a missing
+    file, a file that is not a release, a release of another kind or weights that do not fit its config raise
+    ReleaseError naming the path."""
+    release = load_release(path, kind="draw", map_location=device)
+    known = {f.name for f in fields(DrawConfig)}
+    mc = release.model_config
+    if not isinstance(mc, dict) or set(mc) - known:
+        extra = sorted(set(mc) - known) if isinstance(mc, dict) else mc
+        raise ReleaseError(f"{release.dir / 'config.json'}: not a DRAW model config this speechdraw understands "
+                           f"(unknown fields {extra})")
+    try:
+        cfg = DrawConfig(**mc)
+    except (TypeError, ValueError) as e:
+        raise ReleaseError(f"{release.dir / 'config.json'}: invalid DRAW model config ({e})") from e
+    model = Draw(cfg)
+    try:
+        model.load_state_dict(release.state_dict, strict=True)
+    except RuntimeError as e:
+        raise ReleaseError(f"{release.dir / 'model.pt'}: the weights do not fit the model described in config.json "
+                           f"({str(e).splitlines()[0]} ...)") from e
+    return model.to(device).eval(), release
+
+
+def _labels(model: Draw, label: int | None, num: int) -> Tensor | None:
+    k = model.cfg.num_classes
+    if label is None:
+        if k:
+            raise ValueError(f"this model is class-conditional ({k} classes): pass a label (--label K)")
+        return None
+    if not k:
+        raise ValueError("this model is not class-conditional (it was trained without labels), so --label cannot "
+                         "be used; train with --model.num_classes 10 for a model that draws a chosen digit")
+    if not 0 <= label < k:
+        raise ValueError(f"label {label} is out of range: this model knows classes 0..{k - 1}")
+    return torch.full((num,), label, dtype=torch.long, device=model.canvas0.device)
+
+
+def _write_animation(out: Pictures, out_dir: str | Path | None, stem: str, gif: bool, frames: bool,
+                     frame_list) -> None:
+    """stem.gif and/or stem_frames/glimpse_NNN.png from frame_list() (called once, only when needed)."""
+    out_dir = Path(out_dir) if out_dir is not None else None
+    if out_dir is not None and (gif or frames):
+        pictures = frame_list()
+        if gif:
+            out.files["gif"] = render.save_gif(pictures, out_dir / f"{stem}.gif")
+        if frames:
+            out.files["frames"] = render.save_frames(pictures, out_dir / f"{stem}_frames")
+
+
+def sample(model: Draw, num: int = 64, *, seed: int = 0, label: int | None = None, out_dir: str | Path | None = None,
+           gif: bool = False, show_attention: bool = False, frames: bool = False, scale: int = 2,
+           gif_num: int | None = None) -> Pictures:
+    """Draw num images from the prior with a generator seeded by seed. With out_dir, writes samples.png (a grid,
+    tiles enlarged `scale` times), and on request samples.gif / samples_frames/glimpse_NNN.png showing the first
+    gif_num images (default: all) glimpse by glimpse, write windows outlined when show_attention."""
+    if num < 1:
+        raise ValueError(f"--num must be >= 1, got {num}")
+    cfg = model.cfg
+    labels = _labels(model, label, num)
+    g = torch.Generator(device=model.canvas0.device).manual_seed(seed)
+    trace = model.generate(num, labels=labels, return_steps=True, generator=g)
+    out = Pictures(trace.images, trace)
+    if out_dir is not None:
+        out.files["png"] = render.save_grid(trace.images, Path(out_dir) / "samples.png", scale=scale)
+    m = min(gif_num or num, num)
+
+    def frame_list():
+        windows = None
+        if show_attention and trace.write is not None:
+            windows = type(trace.write)(*(f[:, :m] for f in trace.write))
+        return render.canvas_frames(trace.canvases[:, :m], windows, cfg.write_n, scale=GIF_SCALE)
+
+    _write_animation(out, out_dir, "samples", gif, frames, frame_list)
+    return out
+
+
+def reconstruct(model: Draw, images: Tensor, labels: Tensor | None = None, *, seed: int = 0,
+                out_dir: str | Path | None = None, gif: bool = False, show_attention: bool = False,
+                frames: bool = False, scale: int = 2) -> Pictures:
+    """Encode and redraw real images (N, C, H, W). With out_dir, writes reconstruction.png (originals on the left,
+    final canvases on the right) and on request reconstruction.gif / reconstruction_frames/, with the read (green)
+    and write (red) windows of every glimpse when show_attention."""
+    cfg = model.cfg
+    dev = model.canvas0.device
+    images = images.to(dev)
+    g = torch.Generator(device=dev).manual_seed(seed)
+    eps = torch.randn(cfg.steps, images.shape[0], cfg.z_size, generator=g, device=dev)
+    trace = model.reconstruct(images, labels, eps=eps)
+    out = Pictures(trace.images, trace, bounds=trace.loss.nll_bound)
+
+    def frame_list(boxes: bool = show_attention, scale: int = GIF_SCALE):
+        return render.reconstruction_frames(images, trace.canvases, trace.read if boxes else None,
+                                            trace.write if boxes else None, cfg.read_n, cfg.write_n, scale=scale)
+
+    if out_dir is not None:
+        last = frame_list(boxes=False, scale=scale)[-1]
+        path = Path(out_dir) / "reconstruction.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        last.save(path, format="PNG")
+        out.files["png"] = path
+    _write_animation(out, out_dir, "reconstruction", gif, frames, frame_list)
+    return out
+
+
+def load_images_for(model: Draw, release: Release, specs: list[str], data: str | None = None,
+                    ) -> tuple[Tensor, Tensor | None, str]:
+    """`test:N` or image files / folders -> (images (N, C, H, W) the model can encode, labels or None, description).
+
+    test:N reads the data source recorded in the release (data: an IDX directory or a binarized .npz to use instead).
+    Files are resized to the model's size; a Bernoulli model gets them thresholded at 1/2, a logistic one on the
+    8-bit grid."""
+    cfg = model.cfg
+    if len(specs) == 1 and specs[0].startswith("test:"):
+        try:
+            n = int(specs[0][5:])
+        except ValueError:
+            raise ValueError(f"--reconstruct test:N needs a number, got {specs[0]!r}") from None
+        if n < 1:
+            raise ValueError(f"--reconstruct test:N needs N >= 1, got {n}")
+        recorded = release.config.get("data")
+        if not recorded and not data:
+            raise ValueError(f"{release.dir}: the release records no data source; pass --data DIR_OR_NPZ")
+        src = DataSource(**(recorded or {"height": cfg.height, "width": cfg.width, "channels": cfg.channels}))
+        if data:
+            is_npz = str(data).endswith(".npz")
+            src.binarized_npz, src.root, src.image_folder = (data, "", "") if is_npz else ("", data, "")
+        elif src.kind != "image_folder":
+            where = Path(src.binarized_npz or src.root)
+            if not where.exists():
+                raise FileNotFoundError(f"{where}: the test data this model was trained with is not here; "
+                                        f"pass --data DIR_OR_NPZ (MNIST IDX directory or binarized_mnist.npz)")
+        test = load_splits(src).test
+        n = min(n, len(test))
+        labels = test.labels[:n] if (test.labels is not None and cfg.num_classes) else None
+        return test.images[:n], labels, f"the first {n} test images of {src.describe()}"
+    paths = []
+    for spec in specs:
+        found = list_images(spec)
+        if not found:
+            raise FileNotFoundError(f"no images under {spec}")
+        paths.extend(found)
+    images = torch.stack([load_image(p, (cfg.height, cfg.width), cfg.channels) for p in paths])
+    if cfg.likelihood == "bernoulli":
+        images = (images >= 0.5).float()
+    if cfg.num_classes:
+        raise ValueError("a class-conditional model needs labels for image files; use --reconstruct test:N")
+    return images, None, f"{len(paths)} image file(s)"
+
+
+# ------------------------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="DRAW release directory (RUN/release, with model.pt and "
+                                                  "config.json) (required)")
+    p.add_argument("--out", required=True, help="output directory (required)")
+    p.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--gif", action="store_true", help="also write an animated GIF, one frame per glimpse")
+    p.add_argument("--gif-num", type=int, default=16, help="images shown in the GIF and frames (default: 16)")
+    p.add_argument("--frames", action="store_true", help="also write one PNG per glimpse")
+    p.add_argument("--show-attention", action="store_true",
+                   help="outline the write window (red) and, when reconstructing, the read window (green) on every "
+                        "GIF frame and per-glimpse PNG")
+    p.add_argument("--reconstruct", nargs="+", default=None, metavar="IMAGES",
+                   help="reconstruct real images instead of sampling: test:N (first N test images) or image files "
+                        "and folders")
+    p.add_argument("--data", default=None, help="for --reconstruct test:N: MNIST IDX directory or binarized .npz "
+                                                "to read instead of the one recorded in the release")
+    p.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models only)")
+    p.add_argument("--scale", type=int, default=2, help="PNG grid enlargement (default: 2)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default; default: 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        model, release = load_draw(args.model, args.device)
+        t0 = time.perf_counter()
+        if args.reconstruct:
+            images, labels, what = load_images_for(model, release, args.reconstruct, args.data)
+            if args.label is not None:
+                labels = _labels(model, args.label, images.shape[0])
+            out = reconstruct(model, images, labels, seed=args.seed, out_dir=args.out, gif=args.gif,
+                              show_attention=args.show_attention, frames=args.frames, scale=args.scale)
+            bounds = out.bounds.tolist()
+            print(f"reconstructed {what}: mean negative ELBO {sum(bounds) / len(bounds):.2f} nats "
+                  f"(per image: {' '.join(f'{b:.1f}' for b in bounds[:16])}{' ...' if len(bounds) > 16 else ''})")
+        else:
+            out = sample(model, args.num, seed=args.seed, label=args.label, out_dir=args.out, gif=args.gif,
+                         show_attention=args.show_attention, frames=args.frames, scale=args.scale,
+                         gif_num=args.gif_num)
+            print(f"sampled {args.num} images in {time.perf_counter() - t0:.2f} s")
+    except (ReleaseError, FileNotFoundError, ValueError) as e:
+        print(f"speechdraw sample: error: {e}", file=sys.stderr)
+        return 2
+    for name, path in out.files.items():
+        shown = f"{len(path)} files in {path[0].parent}" if isinstance(path, list) else str(path)
+        print(f"{name}: {shown}")
+    return 0
