@@ -8,6 +8,8 @@ Two modes, chosen by the settings (`BeamConfig`, what a release keeps as decoder
         score = am + lm_weight * lm + sil_score * (silence frames)
   am is the sum of the emission log-probabilities (natural log) along the best CTC path; lm is KenLM's log10
   probability of the hypothesis including </s>, unweighted (so lm_weight also converts log10 into the AM's units).
+The rescore_* settings belong to the second pass, not to the beam: the N-best list re-ranked with an LSTM LM
+(speechdraw.asr.lm.rnnlm.rescore_nbest; in a release, the LSTM LM is its rnnlm/ directory).
 
 Conventions it relies on (the acoustic model's): emissions are (B, T, V) log-probabilities with the CTC blank at
 index 0 and token-set id i at index i + 1; the token set is the character set (its " " is the word separator, "|" to
@@ -58,6 +60,9 @@ class BeamConfig:
     beam_threshold: float = field(default=25.0, metadata={"help": "drop hypotheses this far below the best"})
     nbest: int = field(default=10, metadata={"help": "hypotheses returned per utterance (distinct transcripts)"})
     log_add: bool = field(default=False, metadata={"help": "merge paths with log-add instead of max"})
+    rescore_weight: float = field(default=0.0, metadata={
+        "help": "N-best rescoring: weight of the LSTM LM's natural-log probability (0: no rescoring)"})
+    rescore_length_bonus: float = field(default=0.0, metadata={"help": "N-best rescoring: added per word"})
 
     def __post_init__(self):
         if self.beam_size < 1 or self.nbest < 1:
@@ -74,8 +79,11 @@ class BeamConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BeamConfig:
-        data = json.loads(Path(path).read_text())
-        return cls(**data)
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(**data)
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a valid decoder.json ({e})") from e
 
 
 @dataclass

@@ -256,3 +256,17 @@ def rescore(nbest: Sequence, lm_logprobs: Sequence[float], *, weight: float,
     out = [Rescored(h, h.score, lp, h.score + weight * lp + length_bonus * len(h.text.split()))
            for h, lp in zip(nbest, lm_logprobs)]
     return sorted(out, key=lambda r: -r.score)  # sorted() is stable
+
+
+def rescore_nbest(nbests: Sequence[Sequence], scorer: LSTMScorer, *, weight: float,
+                  length_bonus: float = 0.0) -> list:
+    """Per utterance, the best hypothesis of its N-best list after rescoring (None for an empty list). The LSTM
+    scores every hypothesis of every utterance in one call, so it batches across utterances."""
+    texts = [h.text for nbest in nbests for h in nbest]
+    scores = scorer(texts) if texts else []
+    out, i = [], 0
+    for nbest in nbests:
+        lp = scores[i : i + len(nbest)]
+        i += len(nbest)
+        out.append(rescore(nbest, lp, weight=weight, length_bonus=length_bonus)[0].hypothesis if nbest else None)
+    return out
