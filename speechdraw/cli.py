@@ -20,6 +20,8 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     # (name, add_arguments, run, help)
     ("sample", "speechdraw.draw.sample:add_arguments", "speechdraw.draw.sample:run",
      "draw images with a trained DRAW model: PNG grid, GIF of the glimpses, reconstructions"),
+    ("transcribe", "speechdraw.asr.transcribe_cmd:add_arguments", "speechdraw.asr.transcribe_cmd:run",
+     "transcribe audio with a speech release: text, JSON, SRT, VTT or TSV with word timings and confidences"),
 ]
 
 

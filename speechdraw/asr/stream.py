@@ -1,0 +1,103 @@
+"""Read an audio file of any length as a stream of mono float32 blocks at the model's sample rate, in bounded memory.
+
+    for block in stream_audio("book.mp3", block_seconds=30):   # (S,) float32 at 16 kHz each
+        ...
+
+Whole-file decoding (`speechdraw.asr.audio.load_audio`) holds the file in memory; this reads it with soundfile block by
+block, averages the channels and resamples each block with the same windowed-sinc resampler, given enough input on
+both sides of the block that the output equals resampling the whole file (the resampler's kernel spans a few dozen
+input samples; a block boundary falls on a whole period of the rate ratio, so every block starts on an output sample).
+Memory is a few blocks, however long the file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from speechdraw.asr.audio import SAMPLE_RATE, AudioError, audio_info, resample
+
+
+def _resample_np(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    if orig_sr == target_sr:
+        return x
+    import torch
+
+    return resample(torch.from_numpy(np.ascontiguousarray(x)), orig_sr, target_sr).numpy()
+
+
+def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Yield consecutive (S,) float32 blocks of `path`, channels averaged, resampled to `sample_rate`; together they
+    are the whole file. Raises AudioError (naming the file) for missing, empty, undecodable or sample-less files, and
+    for non-finite samples or decoding errors met part-way through."""
+    path = Path(path)
+    info = audio_info(path)
+    sr = info.sample_rate
+    g = math.gcd(sr, sample_rate)
+    unit_in, unit_out = sr // g, sample_rate // g  # unit_in input samples <-> unit_out output samples, exactly
+    block = max(1, round(block_seconds * sr / unit_in)) * unit_in
+    # torchaudio's kernel reaches lowpass_filter_width (6) / rolloff (0.99) periods of the lower rate on each side.
+    reach = math.ceil(8 * sr / min(sr, sample_rate)) + 8
+    pad = math.ceil(reach / unit_in) * unit_in if sr != sample_rate else 0
+
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise AudioError(path, f"unreadable audio ({e})") from None
+    with f:
+        buf = np.zeros(0, dtype=np.float32)  # raw mono samples from buf_start
+        buf_start = 0
+        pos = 0  # first input sample of the next block
+        eof = False
+        total = 0
+        while True:
+            while not eof and buf_start + len(buf) < pos + block + pad:
+                try:
+                    data = f.read(block, dtype="float32", always_2d=True)  # (n, C)
+                except (sf.LibsndfileError, RuntimeError) as e:
+                    raise AudioError(path, f"decoding failed after {total / sr:.2f}s ({e})") from None
+                if len(data) == 0:
+                    eof = True
+                    break
+                mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+                if not np.isfinite(mono).all():
+                    raise AudioError(path, f"non-finite samples (NaN or Inf) after {total / sr:.2f}s")
+                total += len(mono)
+                buf = np.concatenate([buf, mono.astype(np.float32, copy=False)])
+            end = buf_start + len(buf)
+            if pos >= end:
+                if total == 0:
+                    raise AudioError(path, "no samples")
+                return
+            stop = min(pos + block, end)
+            lo = max(buf_start, pos - pad)
+            hi = min(end, stop + pad)
+            out = _resample_np(buf[lo - buf_start:hi - buf_start], sr, sample_rate)
+            first = (pos - lo) // unit_in * unit_out
+            if stop == end and eof:  # the last block: as many samples as resampling the whole file gives
+                n = math.ceil(total * unit_out / unit_in) - pos // unit_in * unit_out
+            else:
+                n = (stop - pos) // unit_in * unit_out
+            yield np.ascontiguousarray(out[first:first + n], dtype=np.float32)
+            pos = stop
+            keep_from = max(buf_start, pos - pad)
+            buf = buf[keep_from - buf_start:]
+            buf_start = keep_from
+
+
+def stream_array(wave: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_RATE,
+                 block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """The same blocks from an in-memory (S,) or (S, C) array (channels averaged, resampled whole)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise ValueError(f"expected (S,) or (S, C) samples, got shape {wave.shape}")
+    wave = _resample_np(wave, sample_rate, target_rate)
+    step = max(1, int(block_seconds * target_rate))
+    for i in range(0, len(wave), step):
+        yield wave[i:i + step]
