@@ -97,7 +97,7 @@ PRESETS = {
     "cpu": {"model": {"hidden": 256, "layers": 4, "stack": 4, "dropout": 0.15},
             "features": {"speed_factors": (0.9, 1.0, 1.1)},
             "data": {"max_seconds": 160.0, "max_dev_utts": 300},
-            "train": {"epochs": 15, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100}},
+            "train": {"epochs": 20, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100}},
     # Real corpora on GPUs: wider and deeper, 30 ms frames.
     "gpu": {"model": {"hidden": 320, "layers": 5, "stack": 3, "dropout": 0.2},
             "data": {"max_seconds": 600.0, "max_duration": 35.0},
