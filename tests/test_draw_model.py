@@ -1,5 +1,6 @@
 """The DRAW model: equivalence with a straightforward implementation, the paper's details that ports get wrong, the
-KL and importance-weighted bounds, generation, and a short training run on real MNIST."""
+KL and importance-weighted bounds, generation. (The short training run on real MNIST is the tiny recipe, in
+tests/test_draw_recipe.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from draw_fixtures import MNIST_DIR, calm_model, reference_module, require, threads, tiny_config
+from draw_fixtures import calm_model, reference_module, tiny_config
 
 from speechdraw.draw.model import (
     Draw,
@@ -266,34 +267,6 @@ def test_colour_images_with_discretised_logistic_report_bits_per_dim():
     assert model.log_scale.grad is not None and model.canvas0.grad.abs().sum() > 0
     trace = model.reconstruct(x)
     assert trace.canvases.shape == (cfg.steps, 4, 3, 8, 10) and trace.read.gx.shape == (cfg.steps, 4)
-
-
-def test_tiny_training_run_on_real_mnist_beats_independent_pixels():
-    """Plain Adam on 8,000 binarised training images for 300 steps; held-out bound on 1,000 test images <= 175 nats
-    (the independent-pixel model, where the learned canvas starts, scores about 206)."""
-    from speechdraw.draw.data import mnist_splits
-
-    splits = mnist_splits(require(MNIST_DIR))
-    train, test = splits.train.images[:8000], splits.test.images[:1000]
-    with threads(1):
-        torch.manual_seed(0)
-        model = Draw(DrawConfig(enc_size=64, dec_size=64, z_size=16, steps=8, read_n=4, write_n=10))
-        model.init_canvas_from_data(train.mean(0))
-        with torch.no_grad():
-            start = model(test).nll_bound.mean().item()
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        g = torch.Generator().manual_seed(0)
-        for _ in range(300):
-            loss = model(train[torch.randint(0, len(train), (100,), generator=g)]).nll_bound.mean()
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            opt.step()
-        with torch.no_grad():
-            held_out = model(test).nll_bound.mean().item()
-    print(f"tiny DRAW on MNIST: held-out bound {start:.1f} -> {held_out:.1f} nats")
-    assert 195 < start < 215
-    assert held_out <= 175.0
 
 
 def test_two_graphs_alive_at_once_keep_separate_gradient_buffers():

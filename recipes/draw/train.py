@@ -97,11 +97,11 @@ PRESETS = {
     "paper_noattn": {"model": {"enc_size": 256, "dec_size": 256, "z_size": 100, "steps": 64, "attention": False,
                                "read_n": 2, "write_n": 5},
                      "train": {"epochs": 20, "lr": 1e-3, "clip_norm": 10.0, "ckpt_every": 100}},
-    # Tests and the README demo: 64-unit LSTMs, 8 glimpses with wide windows, 16k training images for 3 epochs
-    # (480 steps), validated on 2,000: about a minute on one core.
-    "tiny": {"model": {"enc_size": 64, "dec_size": 64, "z_size": 16, "steps": 8, "read_n": 4, "write_n": 10},
-             "data": {"max_train": 16000, "max_valid": 2000},
-             "train": {"epochs": 3, "lr": 3e-3, "clip_norm": 10.0, "log_every": 20, "ckpt_every": 0}},
+    # Tests and the README demo: 128-unit LSTMs, 10 glimpses through wide windows (read 4, write 8), 24k training
+    # images for 3 epochs (720 steps), validated on 2,000: about a minute on one core, ~126 nats on held-out MNIST.
+    "tiny": {"model": {"enc_size": 128, "dec_size": 128, "z_size": 16, "steps": 10, "read_n": 4, "write_n": 8},
+             "data": {"max_train": 24000, "max_valid": 2000},
+             "train": {"epochs": 3, "lr": 3e-3, "clip_norm": 10.0, "log_every": 40, "ckpt_every": 0}},
 }
 
 # ------------------------------------------------------------------------------------------------------------ steps

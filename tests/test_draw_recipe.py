@@ -1,0 +1,174 @@
+"""The DRAW recipe end to end in real processes, on real MNIST: train the `tiny` preset, check its held-out bound and
+its release, sample a PNG grid and a GIF with `speechdraw sample`, reconstruct test images, evaluate, refuse bad model
+files with a clear error; and resume mid-run with identical losses."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, read_metrics, run_script, subprocess_env
+from draw_fixtures import MNIST_DIR, require, threads
+from PIL import Image
+
+from speechdraw import cli
+from speechdraw.draw import render
+from speechdraw.draw.bounds import elbo_bound
+from speechdraw.draw.data import mnist_splits
+from speechdraw.draw.model import Draw, DrawConfig
+from speechdraw.draw.sample import load_draw, sample
+from speechdraw.engine.checkpoint import safe_load
+from speechdraw.engine.release import ReleaseError
+
+TRAIN = "recipes/draw/train.py"
+TINY_STEPS = 10  # glimpses of the tiny preset
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One run of the tiny preset, shared by every test here."""
+    require(MNIST_DIR)
+    run = tmp_path_factory.mktemp("draw-tiny") / "run"
+    proc = run_script([TRAIN, "--preset", "tiny", "--train.run_dir", str(run)], timeout=600)
+    return run, proc
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    return mnist_splits(require(MNIST_DIR))
+
+
+def test_tiny_preset_beats_independent_pixels_and_releases_its_best_weights(tiny_run, mnist):
+    run, proc = tiny_run
+    assert "24000 training images, 2000 validation images" in proc.stderr
+    val = read_metrics(run, "val")
+    bounds = [r["bound"] for r in val]
+    assert [r["epoch"] for r in val] == [0, 1, 2]
+    assert min(bounds) <= 175.0, bounds  # held-out MNIST images (the last 10,000 of the training file, never trained)
+    assert bounds[-1] < bounds[0]
+    # What the learned canvas starts from: the independent-pixel model (logit of the mean image) scores ~206.
+    valid = mnist.valid.images[:2000]
+    with threads(1), torch.no_grad():
+        base = Draw(DrawConfig(enc_size=128, dec_size=128, z_size=16, steps=TINY_STEPS, read_n=4, write_n=8))
+        base.init_canvas_from_data(mnist.train.images[:24000].mean(0))
+        logits = base.canvas0.expand_as(valid)
+        independent = torch.nn.functional.binary_cross_entropy_with_logits(logits, valid, reduction="none")
+        assert 195 < independent.flatten(1).sum(1).mean().item() < 215
+
+    # The release: weights-only state dict, the model config, the data source; it holds best.pt's weights.
+    release = run / "release"
+    config = json.loads((release / "config.json").read_text())
+    assert config["kind"] == "draw" and config["model"]["steps"] == TINY_STEPS
+    assert config["data"]["root"] == str(MNIST_DIR) and config["data"]["seed"] == 2015
+    assert config["metrics"]["valid_bound"] == pytest.approx(min(bounds))
+    model, _ = load_draw(release)
+    assert set(safe_load(release / "model.pt")) == set(model.state_dict())
+    with threads(1):
+        again = elbo_bound(model, mnist.valid, max_images=2000)
+    assert again["bound"] == pytest.approx(min(bounds), abs=1e-3)  # same weights, same seeded noise, same images
+
+
+def test_sample_command_writes_a_grid_and_a_gif_with_one_frame_per_glimpse(tiny_run, tmp_path):
+    release = tiny_run[0] / "release"
+    out = tmp_path / "samples"
+    proc = subprocess.run([sys.executable, "-m", "speechdraw", "sample", "--model", str(release), "--num", "64",
+                           "--out", str(out), "--seed", "3", "--gif", "--show-attention", "--frames"],
+                          cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(out / "samples.png") as im:
+        assert im.format == "PNG" and im.size == render.grid_size(64, 28, 28, scale=2)
+    with Image.open(out / "samples.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == TINY_STEPS
+        gif.seek(TINY_STEPS - 1)
+        last = gif.convert("RGB")
+    a = np.asarray(last).astype(int)
+    red = (a[..., 0] > 200) & (a[..., 1] < 80) & (a[..., 2] < 80)
+    assert red.sum() > 100  # the write boxes
+    assert len(list((out / "samples_frames").glob("glimpse_*.png"))) == TINY_STEPS
+
+    # The Python API: the same seed gives the same images, another seed others; the final canvas is the last frame.
+    model, _ = load_draw(release)
+    with threads(1):
+        a, b, c = (sample(model, 8, seed=s).images for s in (3, 3, 4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_reconstruct_test_images_and_evaluate(tiny_run, tmp_path, capsys):
+    run = tiny_run[0]
+    out = tmp_path / "recon"
+    with threads(1):
+        rc = cli.main(["sample", "--model", str(run / "release"), "--out", str(out), "--reconstruct", "test:6",
+                       "--gif", "--show-attention"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "the first 6 test images" in printed
+    mean = float(re.search(r"mean negative ELBO ([0-9.]+) nats", printed).group(1))
+    assert 30 < mean < 250
+    with Image.open(out / "reconstruction.gif") as gif:
+        assert gif.n_frames == TINY_STEPS
+        gif.seek(3)
+        frame = gif.convert("RGB")
+    a = np.asarray(frame).astype(int)
+    green = (a[..., 1] > 200) & (a[..., 0] < 80) & (a[..., 2] < 80)
+    assert green.sum() > 50  # the read boxes on the real images
+    assert (out / "reconstruction.png").is_file()
+
+    evaluate = run_script(["recipes/draw/evaluate.py", "--model", str(run / "release"), "--max-images", "1000",
+                           "--iwae-k", "20", "--iwae-images", "100", "--json", str(tmp_path / "bounds.json")])
+    figures = json.loads((tmp_path / "bounds.json").read_text())
+    assert "importance-weighted bound, K=20" in evaluate.stdout
+    assert figures["test_images"] == 1000 and figures["iwae_images"] == 100
+    assert figures["iwae_bound"] < figures["elbo_bound_on_iwae_images"]  # the IWAE bound is the tighter one
+    assert abs(figures["test_bound"] - figures["release_metrics"]["valid_bound"]) < 15
+
+
+def test_bad_model_files_give_a_clear_error(tiny_run, tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    proc = subprocess.run([sys.executable, "-m", "speechdraw", "sample", "--model", str(missing), "--out",
+                           str(tmp_path / "o")], cwd=REPO, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and str(missing) in proc.stderr and "Traceback" not in proc.stderr
+
+    # Weights that do not fit the config: a release whose config.json says 64 units.
+    wrong = tmp_path / "wrong"
+    shutil.copytree(tiny_run[0] / "release", wrong)
+    config = json.loads((wrong / "config.json").read_text())
+    config["model"]["enc_size"] = 64
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ReleaseError, match="model.pt"):
+        load_draw(wrong)
+    assert cli.main(["sample", "--model", str(wrong), "--out", str(tmp_path / "o")]) != 0
+    assert str(wrong / "model.pt") in capsys.readouterr().err
+
+    # A pickle that is not plain tensors is refused, not unpickled.
+    (wrong / "model.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ReleaseError, match="model.pt"):
+        load_draw(wrong)
+    # An unconditional model asked for a class.
+    assert cli.main(["sample", "--model", str(tiny_run[0] / "release"), "--out", str(tmp_path / "o"),
+                     "--label", "3"]) == 2
+    assert "not class-conditional" in capsys.readouterr().err
+
+
+def test_resume_mid_run_repeats_the_same_losses(tmp_path):
+    """Stop after 4 steps, resume to 9: the losses equal an uninterrupted 9-step run. Dynamic binarisation, fresh
+    noise for every z_t and an epoch boundary (6 steps per epoch, validation and checkpoint) in between."""
+    require(MNIST_DIR)
+    common = [TRAIN, "--preset", "tiny", "--data.max_train", "300", "--data.max_valid", "100",
+              "--data.batch_size", "50", "--data.binarization", "dynamic", "--train.epochs", "2",
+              "--train.log_every", "1"]
+    run_script([*common, "--train.run_dir", str(tmp_path / "a"), "--train.max_steps", "9"])
+    run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "4"])
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "9",
+                       "--train.resume", "auto"])
+    assert "at step 4" in proc.stderr
+    a = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "a")]
+    b = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "b")]
+    assert len(a) == 9 and a == b
+    assert read_metrics(tmp_path / "a", "val")[0]["bound"] == read_metrics(tmp_path / "b", "val")[0]["bound"]
