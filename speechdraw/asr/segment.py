@@ -5,7 +5,8 @@
         chunk.keep                   # (from, to) seconds: the span of the file this chunk's words are taken from
 
 Energy-based voice activity: frame log-energies (10 ms) are compared with a threshold `threshold_db` above the noise
-floor (a low quantile of the last `history` seconds of frame energies, never below `min_db`). A run of at least
+floor (a low quantile of the last `history` seconds of frame energies), or as far below the loud frames (the high
+quantile) where that is lower (sound without pauses), and never below `min_db`. A run of at least
 `min_silence` silent frames ends a chunk; the chunk keeps `margin` seconds of silence on each side (the model was
 trained on utterances with some silence around them), and silence between chunks is never fed to the model.
 
@@ -30,7 +31,7 @@ class SegmentConfig:
     sample_rate: int = field(default=16_000, metadata={"help": "rate of the samples being cut"})
     frame_ms: float = field(default=10.0, metadata={"help": "energy frame length (ms)"})
     threshold_db: float = field(default=12.0, metadata={"help": "speech is this far above the noise floor (dB)"})
-    min_db: float = field(default=-70.0, metadata={"help": "frames below this level (dBFS) are always silence"})
+    min_db: float = field(default=-55.0, metadata={"help": "frames below this level (dBFS) are always silence"})
     floor_quantile: float = field(default=0.05, metadata={"help": "noise floor: this quantile of recent frames"})
     history: float = field(default=30.0, metadata={"help": "seconds of frame energies the floor is taken from"})
     min_silence: float = field(default=0.3, metadata={"help": "a pause this long (s) ends a chunk"})
@@ -105,8 +106,10 @@ class _Splitter:
     def threshold(self) -> float:
         if not self.hist:
             return self.cfg.min_db
-        floor = float(np.quantile(np.fromiter(self.hist, float), self.cfg.floor_quantile))
-        return max(self.cfg.min_db, floor + self.cfg.threshold_db)
+        recent = np.fromiter(self.hist, float)
+        floor, loud = np.quantile(recent, [self.cfg.floor_quantile, 1 - self.cfg.floor_quantile])
+        # Sound without pauses has no noise floor to measure: its quiet frames are then sound too.
+        return max(self.cfg.min_db, min(floor + self.cfg.threshold_db, loud - self.cfg.threshold_db))
 
     def _drop(self, frames: int) -> None:
         self.buf = self.buf[frames * self.F:]

@@ -8,6 +8,11 @@ block, averages the channels and resamples each block with the same windowed-sin
 both sides of the block that the output equals resampling the whole file (the resampler's kernel spans a few dozen
 input samples; a block boundary falls on a whole period of the rate ratio, so every block starts on an output sample).
 Memory is a few blocks, however long the file.
+
+MP3 is the exception: libsndfile 1.2.2 (the one bundled with soundfile here) decodes MP3 correctly only in a single
+read; every read after the first returns wrong samples (tests/test_asr_stream.py shows it). An MP3 is therefore
+decoded whole, as 16-bit integers (2 bytes per sample and channel: about 300 MB for an hour of 44.1 kHz stereo), and
+then streamed from memory; convert very long MP3s to FLAC for bounded memory.
 """
 
 from __future__ import annotations
@@ -30,6 +35,29 @@ def _resample_np(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return resample(torch.from_numpy(np.ascontiguousarray(x)), orig_sr, target_sr).numpy()
 
 
+class _WholeFile:
+    """A SoundFile-like reader over a file decoded in one read (int16), for formats that cannot be read in parts."""
+
+    def __init__(self, f: sf.SoundFile, path: Path):
+        with f:
+            try:
+                self.data = f.read(dtype="int16", always_2d=True)  # (T, C)
+            except (sf.LibsndfileError, RuntimeError) as e:
+                raise AudioError(path, f"unreadable audio ({e})") from None
+        self.pos = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.data = None
+
+    def read(self, frames: int, dtype: str = "float32", always_2d: bool = True) -> np.ndarray:
+        out = self.data[self.pos:self.pos + frames].astype(np.float32) / 32768.0
+        self.pos += len(out)
+        return out
+
+
 def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """Yield consecutive (S,) float32 blocks of `path`, channels averaged, resampled to `sample_rate`; together they
     are the whole file. Raises AudioError (naming the file) for missing, empty, undecodable or sample-less files, and
@@ -48,6 +76,8 @@ def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(path, f"unreadable audio ({e})") from None
+    if f.format == "MP3":
+        f = _WholeFile(f, path)
     with f:
         buf = np.zeros(0, dtype=np.float32)  # raw mono samples from buf_start
         buf_start = 0

@@ -122,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
             pass
     t0 = time.perf_counter()
     failed, done_seconds = 0, 0.0
-    bar = tqdm(total=round(total, 1), unit="s", unit_scale=False, desc=f"0/{len(paths)} files", file=sys.stderr,
-               disable=args.quiet, dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f}"
-               " s audio [{elapsed}<{remaining}]")
+    # disable=None: no bar when stderr is not a terminal (logs stay clean).
+    bar = tqdm(total=round(total, 1), unit="s", desc=f"0/{len(paths)} files", file=sys.stderr,
+               disable=True if args.quiet else None, dynamic_ncols=True,
+               bar_format="{desc} {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]")
 
     def progress(seconds: float) -> None:
         bar.update(min(seconds, bar.total - bar.n) if bar.total else 0)
