@@ -11,7 +11,7 @@ OUT    ?= outputs/demo
 # espeak-ng speaks the synthetic-speech corpus (tests, demo); sox is not needed.
 APT_PACKAGES := espeak-ng
 
-.PHONY: demo asr-demo example-demo test install system-deps lint bench benchmarks-md clean
+.PHONY: demo asr-demo draw-demo example-demo test install system-deps lint bench benchmarks-md clean
 
 install: system-deps $(STAMP)
 
@@ -30,7 +30,7 @@ system-deps:
 	fi
 
 # The README demo: each part trains a tiny preset on data a fresh machine can make or fetch from PyPI/Debian alone.
-demo: asr-demo
+demo: asr-demo draw-demo
 
 MINI := $(OUT)/data/synth-mini
 asr-demo: install
@@ -39,6 +39,18 @@ asr-demo: install
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python recipes/asr/train.py --preset tiny --data.train $(MINI)/train.jsonl \
 		--data.dev $(MINI)/train.jsonl --train.run_dir $(OUT)/asr-tiny --train.resume auto
 	$(BIN)/python recipes/asr/evaluate.py --model $(OUT)/asr-tiny/release --manifest $(MINI)/train.jsonl
+
+# DRAW on Fashion-MNIST from Debian's dataset-fashion-mnist (MIT licence; IDX files in $(FASHION)): the tiny preset
+# (about a minute on one core), then 64 samples and a GIF of the glimpses with the write windows into $(OUT)/draw.
+FASHION ?= /usr/share/datasets/fashion-mnist
+draw-demo: install
+	@[ -f $(FASHION)/train-images-idx3-ubyte.gz ] || { \
+		echo "installing the Debian package dataset-fashion-mnist"; \
+		SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python recipes/draw/train.py --preset tiny --data.root $(FASHION) \
+		--train.run_dir $(OUT)/draw-tiny --train.resume auto
+	$(BIN)/speechdraw sample --model $(OUT)/draw-tiny/release --num 64 --out $(OUT)/draw --gif --show-attention
 
 example-demo: install
 	$(BIN)/python recipes/example/train.py --preset demo --train.run_dir $(OUT)/example --train.resume auto
