@@ -1,0 +1,115 @@
+"""DRAW quality: test NLL bounds and learning curves of one or two trained runs (attention vs none), one record.
+
+    python bench/draw_quality.py --runs ~/speechdraw-runs/draw-paper ~/speechdraw-runs/draw-noattn
+    python bench/draw_quality.py --runs ~/speechdraw-runs/draw-tiny --iwae-k 20 --name draw_quality_tiny
+
+Each run directory holds release/ (scored by recipes/draw/evaluate.py: the negative ELBO on the full test set, and the
+importance-weighted bound with --iwae-k samples on the first --iwae-images test images) and metrics.jsonl (the
+validation bound of every epoch: the learning curve; the training rows' seconds per step). The paper's figures on the
+Larochelle & Murray binarisation: <= 80.97 nats with attention, 87.40 without (T = 64). With two runs the record says
+whether attention won, and whether the hyper-parameters other than attention were identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_record  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = {"attention": 80.97, "no_attention": 87.40}
+
+
+def load_evaluate():
+    spec = importlib.util.spec_from_file_location("draw_evaluate", REPO / "recipes" / "draw" / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def learning_curve(run: Path) -> tuple[list[dict], float | None]:
+    """Validation rows [{epoch, step, bound, train_minutes}] and the median seconds per training step."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    val = [{"epoch": r["epoch"], "step": r["step"], "bound": round(r["bound"], 3),
+            "train_minutes": round(r.get("train_minutes", float("nan")), 2)} for r in rows if r["split"] == "val"]
+    speeds = [r["s_per_step"] for r in rows if r["split"] == "train" and r.get("s_per_step")]
+    return val, (statistics.median(speeds) if speeds else None)
+
+
+def hyper_parameters(config: dict) -> dict:
+    """A run's resolved config without what may differ between the two variants: attention, paths, threads."""
+    c = json.loads(json.dumps(config))
+    c["model"].pop("attention")
+    for k in ("run_dir", "resume", "max_steps"):
+        c["train"].pop(k, None)
+    c.pop("threads", None)
+    return c
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="+", required=True, help="one or two run directories (with release/ and "
+                                                             "metrics.jsonl) (required)")
+    ap.add_argument("--data", default=None, help="score on this IDX directory or .npz instead of the recorded data")
+    ap.add_argument("--iwae-k", type=int, default=100, help="importance samples (default: 100)")
+    ap.add_argument("--iwae-images", type=int, default=2000, help="test images for the IWAE bound (default: 2000)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    ap.add_argument("--name", default="draw_quality", help="record name (default: draw_quality)")
+    ap.add_argument("--notes", default="", help="extra notes for the record")
+    args = ap.parse_args(argv)
+    if len(args.runs) > 2:
+        ap.error("give one or two runs")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    evaluate = load_evaluate()
+    figures: dict = {}
+    configs = {}
+    for run in map(Path, args.runs):
+        r = evaluate.evaluate_release(str(run / "release"), data=args.data, iwae_k=args.iwae_k,
+                                      iwae_images=args.iwae_images)
+        cfg = r["config"]
+        key = "attention" if cfg["attention"] else "no_attention"
+        if key in figures:
+            key = f"{key}_{run.name}"
+        curve, s_per_step = learning_curve(run)
+        run_config = json.loads((run / "config.json").read_text())["config"]
+        configs[key] = run_config
+        figures[key] = {
+            "run": str(run), "data": r["data"],
+            "model": (f"LSTM {cfg['enc_size']}/{cfg['dec_size']}, z {cfg['z_size']}, T {cfg['steps']}, "
+                      + (f"read {cfg['read_n']} write {cfg['write_n']}" if cfg["attention"] else "no attention")),
+            "test_bound_nats": round(r["test_bound"], 2), "test_bound_stderr": round(r["test_bound_stderr"], 2),
+            "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
+            "test_images": r["test_images"],
+            "iwae_bound_nats": round(r["iwae_bound"], 2) if "iwae_bound" in r else None,
+            "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"),
+            "elbo_on_iwae_images": round(r["elbo_bound_on_iwae_images"], 2) if "iwae_bound" in r else None,
+            "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
+                "valid_bound"), "epochs_trained": len(curve), "train_minutes": r["release_metrics"].get(
+                "train_minutes"), "median_s_per_step": s_per_step, "learning_curve": curve,
+            # The paper's figure applies to its configuration on its binarisation only.
+            "paper_test_bound": (PAPER[key] if key in PAPER and cfg["steps"] == 64 and "Larochelle" in r["data"]
+                                 else None),
+        }
+    keys = [k for k in figures if k in PAPER]
+    if len(keys) == 2:
+        a, n = figures["attention"], figures["no_attention"]
+        figures["attention_wins"] = a["test_bound_nats"] < n["test_bound_nats"]
+        figures["identical_hyper_parameters"] = hyper_parameters(configs["attention"]) == hyper_parameters(
+            configs["no_attention"])
+        figures["same_epochs"] = a["epochs_trained"] == n["epochs_trained"]
+    write_record(args.name, figures, title="DRAW quality: test NLL bounds and learning curves",
+                 notes="Bounds in nats per image; test bound = negative ELBO with one latent sequence per image over "
+                       "the whole test set; IWAE = importance-weighted bound. " + args.notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
