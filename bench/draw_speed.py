@@ -3,6 +3,7 @@
     python bench/draw_speed.py --threads 1           # paper MNIST preset, batch 100, 1 intra-op thread
     python bench/draw_speed.py                       # torch's default thread count (2 on the 2-core machine)
     python bench/draw_speed.py --reps 3 --warmup 1   # quicker, noisier
+    python bench/draw_speed.py --threads 1 --bf16    # also the library under bf16 autocast (--train.precision bf16)
 
 Both models are built from the same weights (the reference loads the library's state dict unchanged) and timed in one
 process, interleaved (library step, reference step, library step, ...), so drift in the machine's speed hits both;
@@ -13,6 +14,9 @@ otherwise). Sampling speed is the library's `generate` (64 glimpses, write atten
 `ReferenceDraw` below is the baseline: the way public ports write DRAW (an nn.LSTMCell per glimpse, separate Linear
 heads, filterbanks rebuilt from per-op code with an epsilon normalisation, fp32, no fusion). tests/test_draw_model.py
 imports it to check that the library computes the same function (values and gradients).
+
+With --bf16 the library also runs as the recipes do with --train.precision bf16: GEMM operands in bf16 (fp32
+accumulation), LSTM cells, attention and the canvas in fp32 (see Draw._precision); the reference stays fp32.
 
 On a 2-core machine that other jobs share, two OpenMP threads per process spin-wait on each other whenever another
 process holds a core, and a step can take 10x longer; --threads 1 gives stable figures there.
@@ -159,9 +163,10 @@ def load_batch(batch: int) -> tuple[torch.Tensor, str]:
     return (torch.rand(batch, 1, 28, 28, generator=g) < 0.13).float(), "random 0/1 (binarized_mnist.npz not found)"
 
 
-def train_step(model, opt, x, eps, loss_fn):
+def train_step(model, opt, x, eps, loss_fn, autocast: bool = False):
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model, x, eps)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = loss_fn(model, x, eps)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
     opt.step()
@@ -179,6 +184,8 @@ def main(argv=None) -> int:
                     help="torch.set_flush_denormal(True) for both implementations (default: off, as users run)")
     ap.add_argument("--no-attention", action="store_true", help="time the attention-free variant instead")
     ap.add_argument("--compile", action="store_true", help="also time the library with compile_step()")
+    ap.add_argument("--bf16", action="store_true", help="also time the library under bf16 autocast (the recipes' "
+                                                        "--train.precision bf16: GEMMs in bf16, state in fp32)")
     ap.add_argument("--sample-num", type=int, default=100, help="images per generate() call (default: 100)")
     ap.add_argument("--record", default="draw_speed", help="bench/results/<name>.json (default: draw_speed)")
     args = ap.parse_args(argv)
@@ -209,6 +216,12 @@ def main(argv=None) -> int:
         return (recon + kl).mean()
 
     impls = {"library": (lib, lib_loss), "reference": (ref, ref_loss)}
+    autocast = {}
+    if args.bf16:
+        lib_bf = Draw(cfg)
+        lib_bf.load_state_dict(lib.state_dict())
+        impls["library_bf16"] = (lib_bf, lib_loss)
+        autocast["library_bf16"] = True
     if args.compile:
         lib_c = Draw(cfg)
         lib_c.load_state_dict(lib.state_dict())
@@ -221,11 +234,11 @@ def main(argv=None) -> int:
     times = {k: [] for k in impls}
     for _ in range(args.warmup):
         for k, (m, fn) in impls.items():
-            train_step(m, opts[k], x, eps, fn)
+            train_step(m, opts[k], x, eps, fn, autocast.get(k, False))
     for _ in range(args.reps):
         for k, (m, fn) in impls.items():
             t0 = time.perf_counter()
-            train_step(m, opts[k], x, eps, fn)
+            train_step(m, opts[k], x, eps, fn, autocast.get(k, False))
             times[k].append(time.perf_counter() - t0)
             print(f"  {k:18s} {times[k][-1]:.3f} s/step")
 
@@ -247,6 +260,18 @@ def main(argv=None) -> int:
         figures[f"{k}_train_images_per_s"] = round(args.batch / med, 1)
     figures["speedup_library_vs_reference"] = round(
         statistics.median(times["reference"]) / statistics.median(times["library"]), 2)
+    if "library_bf16" in times:
+        figures["speedup_bf16_vs_reference"] = round(
+            statistics.median(times["reference"]) / statistics.median(times["library_bf16"]), 2)
+        lib_bf.eval()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lib_bf.generate(args.sample_num, return_steps=False)
+            bf_times = []
+            for _ in range(max(3, args.reps // 2)):
+                t0 = time.perf_counter()
+                lib_bf.generate(args.sample_num, return_steps=False)
+                bf_times.append(time.perf_counter() - t0)
+        figures["sampling_bf16_images_per_s"] = round(args.sample_num / statistics.median(bf_times), 1)
     if "library_compiled" in times:
         figures["speedup_compiled_vs_reference"] = round(
             statistics.median(times["reference"]) / statistics.median(times["library_compiled"]), 2)

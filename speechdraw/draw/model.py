@@ -28,6 +28,7 @@ tests/test_draw_model.py checks values and gradients against the straightforward
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from dataclasses import dataclass
@@ -184,11 +185,14 @@ _POOL = _BufferPool()
 
 
 class _Stash:
-    """Inputs X (T, B, K) and output gradients G (T, B, N) of every glimpse's use of one shared weight."""
+    """Inputs X (T, B, K) and output gradients G (T, B, N) of every glimpse's use of one shared weight, and the weight
+    (K, N) as the GEMMs read it. All three are in the matmul dtype: fp32, or bf16 under autocast (see Draw)."""
 
-    def __init__(self, steps: int, batch: int, k: int, n: int, like: Tensor):
-        self.x = _POOL.take((steps, batch, k), like)
-        self.g = _POOL.take((steps, batch, n), like)
+    def __init__(self, steps: int, batch: int, weight_t: Tensor, mm_dtype: torch.dtype):
+        k, n = weight_t.shape
+        self.w = weight_t.detach().to(mm_dtype)  # the weight_t the GEMMs use (a view when no cast is needed)
+        self.x = _POOL.take((steps, batch, k), self.w)
+        self.g = _POOL.take((steps, batch, n), self.w)
         weakref.finalize(self, _POOL.give, self.x, self.g)
         self.filled = [False] * steps  # glimpses whose backward has written G[t]
         self.count = 0  # glimpses run so far
@@ -205,6 +209,7 @@ class _SharedWeightGate(torch.autograd.Function):
     def forward(ctx, weight_t: Tensor, bias: Tensor, stash: _Stash):
         ctx.stash = stash
         ctx.per_image_bias = bias.dim() == 2
+        ctx.weight_dtype = weight_t.dtype
         return weight_t.view_as(weight_t), bias.view_as(bias)
 
     @staticmethod
@@ -218,8 +223,9 @@ class _SharedWeightGate(torch.autograd.Function):
             stash.filled[i] = False  # a second backward (retain_graph) must write them again
         x = stash.x[:t].reshape(-1, stash.x.shape[2])  # (T B, K)
         g = stash.g[:t].reshape(-1, stash.g.shape[2])  # (T B, N)
-        grad_w_t = torch.mm(g.t(), x).t()  # (K, N), laid out as the transposed view it is the gradient of
-        grad_b = stash.g[:t].sum(0) if ctx.per_image_bias else g.sum(0)
+        dtype = ctx.weight_dtype
+        grad_w_t = torch.mm(g.t(), x).t().to(dtype)  # (K, N), laid out as the transposed view it is the gradient of
+        grad_b = stash.g[:t].sum(0, dtype=dtype) if ctx.per_image_bias else g.sum(0, dtype=dtype)
         return grad_w_t, grad_b, None
 
 
@@ -231,19 +237,17 @@ class _GlimpseLinear(torch.autograd.Function):
     def forward(ctx, weight_t: Tensor, bias: Tensor, stash: _Stash, *parts: Tensor):
         t = stash.count
         stash.count += 1
-        x = torch.cat(parts, dim=1, out=stash.x[t]) if len(parts) > 1 else stash.x[t].copy_(parts[0])
-        ctx.save_for_backward(weight_t)
+        x = _stash_input(stash, t, parts)
         ctx.stash, ctx.t, ctx.widths = stash, t, [p.shape[1] for p in parts]
-        return torch.addmm(bias, x, weight_t)
+        return _matmul_bias(x, stash.w, bias)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        (weight_t,) = ctx.saved_tensors
         stash, t = ctx.stash, ctx.t
         stash.g[t].copy_(grad)
         stash.filled[t] = True
-        return (None, None, None, *_split_input_grad(ctx, stash.g[t], weight_t))
+        return (None, None, None, *_split_input_grad(ctx, stash.g[t], stash.w, grad.dtype))
 
 
 class _GlimpseLSTM(torch.autograd.Function):
@@ -257,8 +261,8 @@ class _GlimpseLSTM(torch.autograd.Function):
     def forward(ctx, c: Tensor, weight_t: Tensor, bias: Tensor, stash: _Stash, *parts: Tensor):
         t = stash.count
         stash.count += 1
-        x = torch.cat(parts, dim=1, out=stash.x[t]) if len(parts) > 1 else stash.x[t].copy_(parts[0])
-        gates = torch.addmm(bias, x, weight_t)  # (B, 4H)
+        x = _stash_input(stash, t, parts)
+        gates = _matmul_bias(x, stash.w, bias)  # (B, 4H), in c's dtype
         hid = c.shape[1]
         # tanh(v) = 2 sigmoid(2 v) - 1: on CPU torch's tanh kernel is ~10x slower than its sigmoid (measured 54 vs
         # 6 us on (100, 256) fp32), so the g block is doubled in place and every gate goes through one sigmoid.
@@ -273,34 +277,61 @@ class _GlimpseLSTM(torch.autograd.Function):
         # with s = sigmoid(2 v), d tanh(v) / dv = 1 - tanh(v)^2 = 4 s (1 - s).
         deriv = torch.addcmul(act, act, act, value=-1)
         deriv[:, 2 * hid:3 * hid].mul_(4)
-        ctx.save_for_backward(weight_t, act, g, c, tc, deriv)
+        ctx.save_for_backward(act, g, c, tc, deriv)
         ctx.stash, ctx.t, ctx.widths = stash, t, [p.shape[1] for p in parts]
         return h, c_new
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh: Tensor, dc_new: Tensor):
-        weight_t, act, g, c, tc, deriv = ctx.saved_tensors
+        act, g, c, tc, deriv = ctx.saved_tensors
         stash, t = ctx.stash, ctx.t
         hid = c.shape[1]
         i, f, o = act[:, :hid], act[:, hid:2 * hid], act[:, 3 * hid:]
         dc = torch.addcmul(dc_new, dh * o, 1 - tc * tc)  # through h = o tanh(c_new), plus the direct path
-        dgates = stash.g[t]  # (B, 4H): d loss / d (activated gate), then times the derivatives in place
+        # (B, 4H): d loss / d (activated gate), then times the derivatives in place; written straight into the stash
+        # when it has the state's dtype, else computed in full precision and rounded once.
+        same = stash.g.dtype == dc.dtype
+        dgates = stash.g[t] if same else torch.empty_like(act)
         torch.mul(dc, g, out=dgates[:, :hid])
         torch.mul(dc, c, out=dgates[:, hid:2 * hid])
         torch.mul(dc, i, out=dgates[:, 2 * hid:3 * hid])
         torch.mul(dh, tc, out=dgates[:, 3 * hid:])
         dgates.mul_(deriv)
+        if not same:
+            dgates = stash.g[t].copy_(dgates)
         stash.filled[t] = True
-        return (dc * f, None, None, None, *_split_input_grad(ctx, dgates, weight_t))
+        return (dc * f, None, None, None, *_split_input_grad(ctx, dgates, stash.w, dc.dtype))
 
 
-def _split_input_grad(ctx, grad_out: Tensor, weight_t: Tensor) -> list[Tensor | None]:
-    """d[parts] = grad_out @ weight^T, split back into the concatenated parts (None where no grad is needed)."""
+def _stash_input(stash: _Stash, t: int, parts: tuple[Tensor, ...]) -> Tensor:
+    """Concatenate a glimpse's input parts into stash.x[t] (casting to the stash's dtype); returns that row block."""
+    x = stash.x[t]
+    if len(parts) == 1:
+        return x.copy_(parts[0])
+    if all(p.dtype == x.dtype for p in parts):
+        return torch.cat(parts, dim=1, out=x)
+    col = 0
+    for p in parts:
+        x[:, col:col + p.shape[1]].copy_(p)
+        col += p.shape[1]
+    return x
+
+
+def _matmul_bias(x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
+    """bias + x @ w in bias's dtype: one addmm when the operands share it, else the GEMM in the operands' dtype (bf16)
+    and the bias added in full precision."""
+    if x.dtype == bias.dtype:
+        return torch.addmm(bias, x, w)
+    return torch.mm(x, w).to(bias.dtype).add_(bias)
+
+
+def _split_input_grad(ctx, grad_out: Tensor, w: Tensor, dtype: torch.dtype) -> list[Tensor | None]:
+    """d[parts] = grad_out @ w^T in dtype, split back into the concatenated parts (None where no grad is needed)."""
     needs = ctx.needs_input_grad[-len(ctx.widths):]
     if not any(needs):
         return [None] * len(needs)
-    grad_x = torch.mm(grad_out, weight_t.t())
+    grad_x = torch.mm(grad_out, w.t()).to(dtype)
     return [gp if need else None for gp, need in zip(grad_x.split(ctx.widths, dim=1), needs)]
 
 
@@ -311,19 +342,23 @@ class SharedLinear:
     the weight's gradient is one GEMM over them (see _SharedWeightGate). Without gradients, or with deferred=False
     (what torch.compile traces), it is a plain addmm."""
 
-    def __init__(self, weight_t: Tensor, bias: Tensor, steps: int, batch: int, deferred: bool = True):
+    def __init__(self, weight_t: Tensor, bias: Tensor, steps: int, batch: int, deferred: bool = True,
+                 mm_dtype: torch.dtype | None = None):
         self.deferred = deferred and torch.is_grad_enabled() and (weight_t.requires_grad or bias.requires_grad)
+        mm_dtype = mm_dtype or weight_t.dtype
         if self.deferred:
-            self.stash = _Stash(steps, batch, weight_t.shape[0], weight_t.shape[1], weight_t)
+            self.stash = _Stash(steps, batch, weight_t, mm_dtype)
             weight_t, bias = _SharedWeightGate.apply(weight_t, bias, self.stash)
         self.weight_t, self.bias = weight_t, bias
+        if not self.deferred:
+            self.w_mm = weight_t.to(mm_dtype)  # autograd casts the gradient back
 
     def __call__(self, *parts: Tensor) -> Tensor:
         """(B, K_1), (B, K_2), ... -> (B, N)."""
         if self.deferred:
             return _GlimpseLinear.apply(self.weight_t, self.bias, self.stash, *parts)
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return torch.addmm(self.bias, x, self.weight_t)
+        return _matmul_bias(x.to(self.w_mm.dtype), self.w_mm, self.bias)
 
     def lstm(self, c: Tensor, *parts: Tensor) -> tuple[Tensor, Tensor]:
         """An LSTM cell step whose gates are this map of [parts]: (B, H) cell, inputs -> (h, c) of the next step."""
@@ -395,8 +430,9 @@ class Draw(nn.Module):
             raise ValueError(f"labels must be in [0, {self.cfg.num_classes}), got {labels.tolist()}")
         return labels
 
-    def _fuse(self, x: Tensor | None, labels: Tensor | None, batch: int) -> _Fused:
-        """Concatenate the weights each glimpse needs, and fold constant inputs into biases. (B, C, H, W) x or None."""
+    def _fuse(self, x: Tensor | None, labels: Tensor | None, batch: int, mm_dtype: torch.dtype | None) -> _Fused:
+        """Concatenate the weights each glimpse needs, and fold constant inputs into biases. (B, C, H, W) x or None;
+        mm_dtype: the dtype of the glimpses' GEMM operands (None: the weights')."""
         cfg, enc, dec = self.cfg, self.encoder, self.decoder
         r_cols = cfg.read_size
         enc_b = enc.bias_ih + enc.bias_hh
@@ -420,7 +456,7 @@ class Draw(nn.Module):
         dec_w = torch.cat((dec.weight_ih[:, : cfg.z_size], dec.weight_hh), dim=1)
 
         def shared(weight: Tensor, bias: Tensor) -> SharedLinear:
-            return SharedLinear(weight.t(), bias, cfg.steps, batch, self._deferred)
+            return SharedLinear(weight.t(), bias, cfg.steps, batch, self._deferred, mm_dtype)
 
         return _Fused(shared(enc_w, enc_b), shared(self.posterior.weight, self.posterior.bias), shared(dec_w, dec_b),
                       shared(heads_w, heads_b))
@@ -482,8 +518,13 @@ class Draw(nn.Module):
         labels = self._check_labels(labels, b)
         if eps is None:
             eps = torch.randn(cfg.steps, b, cfg.z_size, device=x.device, dtype=x.dtype)  # fresh noise for every z_t
-        w = self._fuse(x, labels, b)
-        canvas, h_enc, c_enc, h_dec, c_dec, read_params = self._initial(b)
+        with self._precision() as mm_dtype:
+            x, eps = x.to(self.canvas0.dtype), eps.to(self.canvas0.dtype)
+            return self._glimpses(x, eps, trace, self._fuse(x, labels, b, mm_dtype))
+
+    def _glimpses(self, x: Tensor, eps: Tensor, trace: bool, w: _Fused):
+        cfg = self.cfg
+        canvas, h_enc, c_enc, h_dec, c_dec, read_params = self._initial(x.shape[0])
         mus, log_sigmas, zs, canvases, rwins, wwins = [], [], [], [], [], []
         for t in range(cfg.steps):
             if trace and cfg.attention:
@@ -498,6 +539,17 @@ class Draw(nn.Module):
                 if cfg.attention:
                     wwins.append(attention.window_from_params(write_params, cfg.write_n, cfg.height, cfg.width))
         return canvas, torch.stack(mus), torch.stack(log_sigmas), torch.stack(zs), canvases, rwins, wwins
+
+    @contextlib.contextmanager
+    def _precision(self):
+        """Under autocast (the engine's bf16 / fp16 precision), the glimpses' GEMMs run in the autocast dtype with
+        full-precision results, and everything else (LSTM cell states, attention, the canvas, which sums 64 writes)
+        stays in the weights' dtype: autocast is switched off here and the GEMM operands are cast explicitly. Yields
+        the GEMM dtype (None: the weights')."""
+        dev = self.canvas0.device.type
+        mm_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        with torch.autocast(dev, enabled=False):
+            yield mm_dtype
 
     def _recon_nll(self, logits: Tensor, x: Tensor) -> Tensor:
         if self.cfg.likelihood == "bernoulli":
@@ -525,10 +577,14 @@ class Draw(nn.Module):
                  generator: torch.Generator | None = None) -> DrawTrace:
         """Draw `num` images from the prior: z_t ~ N(0, I), decoder and write only. With return_steps=False only the
         final canvas is kept (canvases is (1, num, C, H, W)) and no windows are returned."""
+        labels = self._check_labels(labels, num)
+        with self._precision() as mm_dtype:
+            w = self._fuse(None, labels, num, mm_dtype)
+            return self._draw(w, num, return_steps, generator)
+
+    def _draw(self, w: _Fused, num: int, return_steps: bool, generator: torch.Generator | None) -> DrawTrace:
         cfg = self.cfg
         dev = self.canvas0.device
-        labels = self._check_labels(labels, num)
-        w = self._fuse(None, labels, num)
         canvas, _, _, h_dec, c_dec, _ = self._initial(num)
         z_all = torch.randn(cfg.steps, num, cfg.z_size, device=dev, dtype=self.canvas0.dtype, generator=generator)
         canvases, wwins = [], []
