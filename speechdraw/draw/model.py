@@ -23,6 +23,8 @@ CPU, where a glimpse's many small ops cost more in dispatch and autograd bookkee
 - an LSTM step, a read and a write are one autograd node each, with hand-derived backward passes (attention.py);
 - each weight's gradient is one large GEMM over all T glimpses at the end of backward (SharedLinear), instead of T
   skinny ones accumulated one by one.
+- under autocast (the engine's --train.precision bf16) only the GEMM operands go to bf16 (3-4x faster GEMMs on a CPU
+  with AVX512-BF16); LSTM cell states, attention and the canvas, a sum of T writes, stay fp32 (see _precision).
 tests/test_draw_model.py checks values and gradients against the straightforward version in bench/draw_speed.py.
 """
 
