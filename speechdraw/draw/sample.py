@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from speechdraw.draw import render
@@ -141,15 +142,19 @@ def reconstruct(model: Draw, images: Tensor, labels: Tensor | None = None, *, se
     trace = model.reconstruct(images, labels, eps=eps)
     out = Pictures(trace.images, trace, bounds=trace.loss.nll_bound)
 
-    def frame_list(boxes: bool = show_attention, scale: int = GIF_SCALE):
-        return render.reconstruction_frames(images, trace.canvases, trace.read if boxes else None,
-                                            trace.write if boxes else None, cfg.read_n, cfg.write_n, scale=scale)
+    def frame_list():
+        return render.reconstruction_frames(images, trace.canvases, trace.read if show_attention else None,
+                                            trace.write if show_attention else None, cfg.read_n, cfg.write_n,
+                                            scale=GIF_SCALE)
 
     if out_dir is not None:
-        last = frame_list(boxes=False, scale=scale)[-1]
+        left, right = render.grid(images, scale=scale), render.grid(trace.images, scale=scale)
+        both = Image.new("RGB", (left.width + right.width, left.height), render.BACKGROUND)
+        both.paste(left, (0, 0))
+        both.paste(right, (left.width, 0))
         path = Path(out_dir) / "reconstruction.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        last.save(path, format="PNG")
+        both.save(path, format="PNG")
         out.files["png"] = path
     _write_animation(out, out_dir, "reconstruction", gif, frames, frame_list)
     return out
