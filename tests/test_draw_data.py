@@ -141,3 +141,25 @@ def test_image_folder_resizes_colour_images_and_labels_by_subfolder(tmp_path):
     assert grey.images.shape == (2, 1, 8, 8) and grey.labels is None
     with pytest.raises(FileNotFoundError):
         D.image_folder(tmp_path / "empty_does_not_exist", size=(8, 8))
+
+
+def test_load_splits_holds_out_a_seeded_random_part_of_an_image_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            Image.fromarray((rng.random((6, 5)) * 255).astype(np.uint8)).save(tmp_path / cls / f"{i}.png")
+    src = D.DataSource(image_folder=str(tmp_path), binarization="none", valid_fraction=0.2, height=6, width=5,
+                       channels=1)
+    splits = D.load_splits(src)
+    assert len(splits.train) == 16 and len(splits.valid) == 4 and splits.test is splits.valid
+    assert sorted(splits.train.labels.tolist() + splits.valid.labels.tolist()) == [0] * 10 + [1] * 10
+    assert splits.valid.labels.tolist() != [1, 1, 1, 1]  # not simply the last files (all of the last class)
+    again = D.load_splits(src)
+    assert torch.equal(again.valid.images, splits.valid.images)  # the pick is a function of the seed
+    binary = D.load_splits(D.DataSource(**{**src.__dict__, "binarization": "fixed"}))
+    assert set(binary.train.images.unique().tolist()) <= {0.0, 1.0}
+    assert isinstance(D.load_splits(D.DataSource(**{**src.__dict__, "binarization": "dynamic"})).train,
+                      D.DynamicBinarized)
+    with pytest.raises(ValueError, match="binarization"):
+        D.load_splits(D.DataSource(**{**src.__dict__, "binarization": "otsu"}))
