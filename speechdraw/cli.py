@@ -18,7 +18,7 @@ from speechdraw import __version__
 
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     # (name, add_arguments, run, help)
-    ("sample", "speechdraw.draw.sample:add_arguments", "speechdraw.draw.sample:run",
+    ("sample", "speechdraw.draw.sample_cmd:add_arguments", "speechdraw.draw.sample_cmd:run",
      "draw images with a trained DRAW model: PNG grid, GIF of the glimpses, reconstructions"),
     ("transcribe", "speechdraw.asr.transcribe_cmd:add_arguments", "speechdraw.asr.transcribe_cmd:run",
      "transcribe audio with a speech release: text, JSON, SRT, VTT or TSV with word timings and confidences"),

@@ -25,9 +25,6 @@ The release is read with torch.load(weights_only=True): a model file cannot run 
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -203,58 +200,3 @@ def load_images_for(model: Draw, release: Release, specs: list[str], data: str |
     if cfg.num_classes:
         raise ValueError("a class-conditional model needs labels for image files; use --reconstruct test:N")
     return images, None, f"{len(paths)} image file(s)"
-
-
-# ------------------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="DRAW release directory (RUN/release, with model.pt and "
-                                                  "config.json) (required)")
-    p.add_argument("--out", required=True, help="output directory (required)")
-    p.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--gif", action="store_true", help="also write an animated GIF, one frame per glimpse")
-    p.add_argument("--gif-num", type=int, default=16, help="images shown in the GIF and frames (default: 16)")
-    p.add_argument("--frames", action="store_true", help="also write one PNG per glimpse")
-    p.add_argument("--show-attention", action="store_true",
-                   help="outline the write window (red) and, when reconstructing, the read window (green) on every "
-                        "GIF frame and per-glimpse PNG")
-    p.add_argument("--reconstruct", nargs="+", default=None, metavar="IMAGES",
-                   help="reconstruct real images instead of sampling: test:N (first N test images) or image files "
-                        "and folders")
-    p.add_argument("--data", default=None, help="for --reconstruct test:N: MNIST IDX directory or binarized .npz "
-                                                "to read instead of the one recorded in the release")
-    p.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models only)")
-    p.add_argument("--scale", type=int, default=2, help="PNG grid enlargement (default: 2)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default; default: 1)")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        model, release = load_draw(args.model, args.device)
-        t0 = time.perf_counter()
-        if args.reconstruct:
-            images, labels, what = load_images_for(model, release, args.reconstruct, args.data)
-            if args.label is not None:
-                labels = _labels(model, args.label, images.shape[0])
-            out = reconstruct(model, images, labels, seed=args.seed, out_dir=args.out, gif=args.gif,
-                              show_attention=args.show_attention, frames=args.frames, scale=args.scale)
-            bounds = out.bounds.tolist()
-            print(f"reconstructed {what}: mean negative ELBO {sum(bounds) / len(bounds):.2f} nats "
-                  f"(per image: {' '.join(f'{b:.1f}' for b in bounds[:16])}{' ...' if len(bounds) > 16 else ''})")
-        else:
-            out = sample(model, args.num, seed=args.seed, label=args.label, out_dir=args.out, gif=args.gif,
-                         show_attention=args.show_attention, frames=args.frames, scale=args.scale,
-                         gif_num=args.gif_num)
-            print(f"sampled {args.num} images in {time.perf_counter() - t0:.2f} s")
-    except (ReleaseError, FileNotFoundError, ValueError) as e:
-        print(f"speechdraw sample: error: {e}", file=sys.stderr)
-        return 2
-    for name, path in out.files.items():
-        shown = f"{len(path)} files in {path[0].parent}" if isinstance(path, list) else str(path)
-        print(f"{name}: {shown}")
-    return 0
