@@ -39,6 +39,9 @@ asr-demo: install
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python recipes/asr/train.py --preset tiny --data.train $(MINI)/train.jsonl \
 		--data.dev $(MINI)/train.jsonl --train.run_dir $(OUT)/asr-tiny --train.resume auto
 	$(BIN)/python recipes/asr/evaluate.py --model $(OUT)/asr-tiny/release --manifest $(MINI)/train.jsonl
+	$(BIN)/speechdraw transcribe $(MINI)/audio/train/train-00000[0-2].flac --model $(OUT)/asr-tiny/release \
+		--format all --output-dir $(OUT)/transcripts
+	@for f in $(OUT)/transcripts/*.txt; do echo "$$f: $$(cat $$f)"; done
 
 # DRAW on Fashion-MNIST from Debian's dataset-fashion-mnist (MIT licence; IDX files in $(FASHION)): the tiny preset
 # (about a minute on one core), then 64 samples and a GIF of the glimpses with the write windows into $(OUT)/draw.
