@@ -54,6 +54,7 @@ def calm_model(cfg: DrawConfig, seed: int = 0, dtype=torch.float32) -> Draw:
             for head in (model.read_head, model.write_head):
                 head.linear.weight.mul_(0.2)
                 head.linear.bias[3] = -1.0  # delta~ = e^-1: the grid spans ~1/3 of the image
+                head.linear.bias[4] = 0.0  # gamma = 1, not the unit-gain init: O(1) reads and writes
     return model
 
 

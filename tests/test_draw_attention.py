@@ -173,3 +173,32 @@ def test_attention_head_maps_a_state_to_its_own_window():
     fx, fy, gamma = head(torch.randn(4, 8))
     assert fx.shape == (4, 3, 12) and fy.shape == (4, 3, 10)
     torch.testing.assert_close(gamma, torch.full((4,), 3.0))
+
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_untrained_heads_tile_the_image_at_unit_gain(n):
+    # An untrained window must see the whole image (at delta~ = 1, sigma = 1 px the paper's 2 x 2 read sat on the four
+    # corner pixels of MNIST: blank, no gradient, posterior collapse) and pass signal at the attention-free model's
+    # scale: a one-pixel dot under a read filter's centre reads 1, a unit patch value adds 1 under a write filter's
+    # centre. At gamma = 1 the spread 5 x 5 write added 0.02 per unit and the paper preset stalled near 200 nats.
+    size = 28
+    read_head, write_head = (A.AttentionHead(16, n, size, size, role) for role in ("read", "write"))
+    h = torch.zeros(1, 16)
+    win = read_head.window(h)
+    lo_x, lo_y, hi_x, hi_y = win.box(n)  # the grid spans the image
+    assert lo_x.item() == pytest.approx(0.5, abs=1e-4) and hi_x.item() == pytest.approx(size + 0.5, abs=1e-4)
+    assert lo_y.item() == pytest.approx(0.5, abs=1e-4) and hi_y.item() == pytest.approx(size + 0.5, abs=1e-4)
+    assert win.sigma2.item() == pytest.approx((size / n / 2) ** 2)
+    fx, fy, _ = read_head(h)
+    col, row = int(fx[0, 0].argmax()), int(fy[0, 0].argmax())  # pixel under the first filter's centre
+    dot = torch.zeros(1, 1, size, size)
+    dot[0, 0, row, col] = 1.0
+    r = A.read(dot, torch.full_like(dot, -50.0), read_head.linear(h), n).view(2, n, n)
+    assert r[0, 0, 0].item() == pytest.approx(1.0, rel=1e-5)  # the x glimpse; x^ = x - sigmoid(-50) reads the same
+    assert r[0].max().item() == pytest.approx(1.0, rel=1e-5)
+    patch = torch.zeros(1, 1, n, n)
+    patch[0, 0, 0, 0] = 1.0
+    out = A.write(torch.zeros(1, 1, size, size), patch, write_head.linear(h))
+    assert out.max().item() == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="role"):
+        A.AttentionHead(16, n, size, size, "look")

@@ -394,8 +394,8 @@ class Draw(nn.Module):
         # Decoder input columns: [z_t (z_size), one-hot label (k)].
         self.decoder = nn.LSTMCell(cfg.z_size + k, cfg.dec_size)
         if cfg.attention:
-            self.read_head = AttentionHead(cfg.dec_size, cfg.read_n, cfg.height, cfg.width)
-            self.write_head = AttentionHead(cfg.dec_size, cfg.write_n, cfg.height, cfg.width)
+            self.read_head = AttentionHead(cfg.dec_size, cfg.read_n, cfg.height, cfg.width, "read")
+            self.write_head = AttentionHead(cfg.dec_size, cfg.write_n, cfg.height, cfg.width, "write")
         self.write_patch = nn.Linear(cfg.dec_size, cfg.patch_size)  # w_t, (C, N, N) or (C, H, W) per image
         if cfg.likelihood == "logistic":
             # Per-pixel log scale of the output logistic; e^-2.3 ~ 0.1, about the spread of pixels around a blurry mean.
