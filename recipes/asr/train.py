@@ -9,9 +9,10 @@
     # several GPUs
     torchrun --nproc_per_node=4 recipes/asr/train.py --preset gpu --data.train ... --train.run_dir runs/asr-gpu
 
-Per step: waveforms are loaded by the DataLoader, turned into log-mel features on the training device, normalised,
-SpecAugmented, and fed to the model; the summed CTC loss (fp32, outside autocast) is normalised by the number of target
-tokens in the global batch. Utterances CTC cannot align are removed before training and counted.
+Per step: waveforms are loaded by the DataLoader (speed-perturbed when features.speed_factors is set), turned into
+log-mel features on the training device (VTLP-warped when features.vtlp_range > 0), normalised, SpecAugmented, and
+fed to the model; the summed CTC loss (fp32, outside autocast) is normalised by the number of target tokens in the
+global batch. Utterances CTC cannot align are removed before training and counted.
 
 At the end the run directory holds checkpoints/best.pt (lowest dev CER of the weights being released: the EMA average
 when train.ema_decay > 0) and release/, the speech release exported from best.pt (see recipes/asr/export.py).
@@ -40,6 +41,7 @@ from speechdraw.asr.features import (
     pad_waves,
     spec_augment,
     speed_perturb,
+    vtlp_factors,
 )
 from speechdraw.asr.manifest import read_manifest
 from speechdraw.asr.metrics import ErrorRates
@@ -124,8 +126,9 @@ def make_features(frontend: FeatureExtractor, batch, cfg: FeatureConfig, device,
         cut = [w[:n] for w, n in zip(waves, wave_lens.tolist())]
         waves, wave_lens = pad_waves(speed_perturb(cut, cfg.speed_factors, cfg.sample_rate))
         waves, wave_lens = waves.to(device), wave_lens.to(device)
+    warp = vtlp_factors(cfg, len(wave_lens)) if train else None  # (B,) or None when VTLP is off
     with torch.no_grad():
-        feats, lens = frontend(waves, wave_lens)
+        feats, lens = frontend(waves, wave_lens, warp=warp)
     if train:
         feats = spec_augment(feats, lens, cfg)
     return FeatureBatch(feats, lens, batch.targets, batch.target_lens, batch.indices,

@@ -1,8 +1,10 @@
-"""Acoustic features: 80-dim log-mel computed on the device in batches, mean/variance normalisation, SpecAugment and
-speed perturbation.
+"""Acoustic features: 80-dim log-mel computed on the device in batches, mean/variance normalisation, SpecAugment,
+speed perturbation and vocal tract length perturbation (VTLP).
 
     frontend = FeatureExtractor(cfg, stats)            # stats: FeatureStats (global CMVN) or None
     feats, lens = frontend(waves, wave_lens)           # (B, S) samples -> (B, T, n_mels), (B,) frames
+    warp = vtlp_factors(cfg, B)                        # training only: (B,) warp factors, or None when VTLP is off
+    feats, lens = frontend(waves, wave_lens, warp=warp)
     feats = spec_augment(feats, lens, cfg)             # training only
 
 Frames are cut with `center=False`: frame t is the n_fft samples from t*hop (the win-sample Hann window sits in their
@@ -42,6 +44,15 @@ class FeatureConfig:
                                                                 "utterance (short utterances keep most frames)"})
     speed_factors: tuple[float, ...] = field(default=(), metadata={
         "help": "speed perturbation factors drawn uniformly per utterance in training, e.g. 0.9,1.0,1.1 ('' = off)"})
+    vtlp_range: float = field(default=0.0, metadata={
+        "help": "vocal tract length perturbation (Jaitly & Hinton 2013) in training: each utterance's frequency axis "
+                "is warped by a factor drawn uniformly from vtlp_steps values evenly spaced in [1 - r, 1 + r], "
+                "e.g. 0.1 (0 = off; never applied in evaluation or inference)"})
+    vtlp_steps: int = field(default=11, metadata={
+        "help": "how many warp factors the VTLP grid holds (an odd count includes 1)"})
+    vtlp_boundary_hz: float = field(default=4800.0, metadata={
+        "help": "VTLP warp boundary: frequencies up to about this scale by the factor, the rest linearly so that "
+                "the Nyquist frequency stays put (the paper's F_hi)"})
 
     def __post_init__(self):
         if self.cmvn not in CMVN_MODES:
@@ -49,6 +60,14 @@ class FeatureConfig:
         self.speed_factors = tuple(float(f) for f in self.speed_factors)
         if any(not 0.5 <= f <= 2.0 for f in self.speed_factors):
             raise ValueError(f"features.speed_factors must lie in [0.5, 2], got {self.speed_factors}")
+        if not 0.0 <= self.vtlp_range < 0.5:
+            raise ValueError(f"features.vtlp_range must lie in [0, 0.5), got {self.vtlp_range}")
+        if self.vtlp_range > 0:
+            if self.vtlp_steps < 2:
+                raise ValueError(f"features.vtlp_steps must be at least 2 when VTLP is on, got {self.vtlp_steps}")
+            if not 0 < self.vtlp_boundary_hz < self.sample_rate / 2:
+                raise ValueError(f"features.vtlp_boundary_hz must lie inside (0, {self.sample_rate / 2:g}) Hz, the "
+                                 f"Nyquist frequency, got {self.vtlp_boundary_hz}")
 
     @property
     def hop(self) -> int:
@@ -65,6 +84,15 @@ class FeatureConfig:
     def num_frames(self, num_samples: int) -> int:
         """Frames of an utterance of `num_samples` samples (0 if shorter than one window)."""
         return max(0, (num_samples - self.n_fft) // self.hop + 1)
+
+    @property
+    def vtlp_grid(self) -> tuple[float, ...]:
+        """The warp factors VTLP draws from: vtlp_steps evenly spaced in [1 - r, 1 + r]; (1.0,) when VTLP is off."""
+        if self.vtlp_range == 0:
+            return (1.0,)
+        n = self.vtlp_steps
+        # Written so that the middle of an odd grid is exactly 1.0 (alpha = 1 must be exactly the unwarped bank).
+        return tuple(1.0 + self.vtlp_range * (2 * i - (n - 1)) / (n - 1) for i in range(n))
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -97,6 +125,52 @@ class FeatureStats:
         return cls(d["mean"].float(), d["std"].float(), int(d["frames"]))
 
 
+def vtlp_warp(freqs: torch.Tensor, alpha: float, boundary_hz: float, nyquist: float) -> torch.Tensor:
+    """The piecewise-linear VTLP frequency warp of Jaitly & Hinton (2013), elementwise on frequencies in Hz.
+
+    Below f_cut = boundary * min(alpha, 1) / alpha a frequency is scaled by alpha; above it the map is the straight
+    line from (f_cut, alpha * f_cut) to (nyquist, nyquist), so the warp is continuous, increasing and keeps 0 and the
+    Nyquist frequency fixed."""
+    if alpha == 1.0:
+        return freqs.clone()
+    cut = boundary_hz * min(alpha, 1.0) / alpha
+    above = nyquist - (nyquist - boundary_hz * min(alpha, 1.0)) / (nyquist - cut) * (nyquist - freqs)
+    return torch.where(freqs <= cut, freqs * alpha, above)
+
+
+def _hz_to_mel(f):
+    return 2595.0 * torch.log10(1.0 + f / 700.0)  # the HTK mel scale, torchaudio's default
+
+
+def vtlp_mel_fbanks(cfg: FeatureConfig, alpha: float) -> torch.Tensor:
+    """Mel filterbank (n_fft/2 + 1, n_mels) float32 that reads a linear power spectrum as if its frequency axis had
+    been warped by `vtlp_warp(., alpha)`: the energy of FFT bin k, at f_k, lands in the bands around warp(f_k).
+
+    The triangles are torchaudio's (HTK mel centres, linear in Hz, no area normalisation), evaluated at the warped
+    bin frequencies, as Kaldi's VTLN does; like there, no Jacobian is applied, so a pure tone keeps its energy."""
+    n_freqs = cfg.n_fft // 2 + 1
+    freqs = torch.linspace(0, cfg.sample_rate // 2, n_freqs, dtype=torch.float64)  # FFT bin centres, Hz
+    warped = vtlp_warp(freqs, alpha, cfg.vtlp_boundary_hz, cfg.sample_rate / 2)  # (F,)
+    m_pts = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(cfg.sample_rate / 2, dtype=torch.float64))),
+                           cfg.n_mels + 2, dtype=torch.float64)
+    f_pts = 700.0 * (10.0 ** (m_pts / 2595.0) - 1.0)  # (n_mels + 2,) band edges and centres, Hz
+    lo, mid, hi = f_pts[:-2], f_pts[1:-1], f_pts[2:]  # (n_mels,) each
+    rise = (warped[:, None] - lo) / (mid - lo)  # (F, n_mels)
+    fall = (hi - warped[:, None]) / (hi - mid)
+    return torch.clamp(torch.minimum(rise, fall), min=0.0).float()
+
+
+def vtlp_factors(cfg: FeatureConfig, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """(B,) float64 warp factors drawn uniformly from `cfg.vtlp_grid`, one per utterance; None (and no draw from the
+    RNG, so runs without VTLP see the same random stream as before it existed) when VTLP is off.
+
+    Draws come from `generator` (default: the global RNG, which resume checkpoints restore), on the CPU."""
+    if cfg.vtlp_range == 0:
+        return None
+    grid = torch.tensor(cfg.vtlp_grid, dtype=torch.float64)
+    return grid[torch.randint(0, len(grid), (batch_size,), generator=generator)]
+
+
 def length_mask(lens: torch.Tensor, T: int) -> torch.Tensor:
     """(B,) lengths -> (B, T) bool, True inside each sequence."""
     return torch.arange(T, device=lens.device)[None, :] < lens[:, None]
@@ -114,26 +188,55 @@ class FeatureExtractor(nn.Module):
             sample_rate=cfg.sample_rate, n_fft=cfg.n_fft, win_length=cfg.win, hop_length=cfg.hop,
             n_mels=cfg.n_mels, center=False, power=2.0)
         n = cfg.n_mels
+        # One warped filterbank per VTLP grid factor, (factors, n_fft/2 + 1, n_mels); the factor 1 is torchaudio's own
+        # bank, so a warp of 1 is exactly the unwarped features. Not persistent: rebuilt from the config.
+        grid = cfg.vtlp_grid
+        banks = [self.mel.mel_scale.fb.clone() if a == 1.0 else vtlp_mel_fbanks(cfg, a) for a in grid]
+        self.register_buffer("vtlp_banks", torch.stack(banks), persistent=False)
         self.register_buffer("mean", stats.mean.float().clone() if stats is not None else torch.zeros(n))
         self.register_buffer("std", stats.std.float().clone() if stats is not None else torch.ones(n))
 
-    def log_mel(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S) float, (B,) samples -> unnormalised log-mel (B, T, n_mels) with padded frames zeroed, (B,) frames."""
+    def warp_banks(self, warp: torch.Tensor) -> torch.Tensor:
+        """(B,) warp factors, each one of cfg.vtlp_grid -> (B, n_fft/2 + 1, n_mels) their filterbanks."""
+        # Matched on the CPU (the factors come from the CPU RNG): no float64 or host sync on the device.
+        warp = torch.as_tensor(warp, dtype=torch.float64).detach().cpu().reshape(-1)
+        grid = torch.tensor(self.cfg.vtlp_grid, dtype=torch.float64)
+        dist, idx = (warp[:, None] - grid[None, :]).abs().min(1)  # (B,) nearest grid factor
+        if (dist > 1e-6).any():
+            raise ValueError(f"VTLP warp factors must be among the grid {self.cfg.vtlp_grid} "
+                             f"(features.vtlp_range / vtlp_steps), got {warp[dist > 1e-6].tolist()}")
+        return self.vtlp_banks[idx.to(self.vtlp_banks.device)]
+
+    def log_mel(self, waves: torch.Tensor, wave_lens: torch.Tensor,
+                warp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) float, (B,) samples -> unnormalised log-mel (B, T, n_mels) with padded frames zeroed, (B,) frames.
+
+        warp: optional (B,) VTLP factors from `vtlp_factors` (training only); each utterance's power spectrum then
+        goes through the mel filterbank warped by its factor."""
+        if warp is not None and len(warp) != waves.shape[0]:
+            raise ValueError(f"{len(warp)} VTLP warp factors for a batch of {waves.shape[0]} utterances")
         # Autocast must not touch the FFT or the log: features are always fp32.
         with torch.autocast(waves.device.type, enabled=False):
             waves = waves.float()
             if waves.shape[1] < self.cfg.n_fft:  # a batch of utterances all shorter than a frame: no frames at all
                 waves = nn.functional.pad(waves, (0, self.cfg.n_fft - waves.shape[1]))
-            spec = self.mel(waves).transpose(1, 2)  # (B, T, n_mels)
+            if warp is None:
+                spec = self.mel(waves).transpose(1, 2)  # (B, T, n_mels)
+            else:
+                power = self.mel.spectrogram(waves).transpose(1, 2)  # (B, T, n_fft/2 + 1)
+                spec = torch.bmm(power, self.warp_banks(warp))  # (B, T, n_mels)
             feats = torch.log(spec + 1e-6)
         lens = torch.clamp((wave_lens.to(feats.device) - self.cfg.n_fft) // self.cfg.hop + 1, min=0)
         lens = torch.minimum(lens, torch.tensor(feats.shape[1], device=lens.device))
         mask = length_mask(lens, feats.shape[1])
         return feats * mask[:, :, None], lens
 
-    def forward(self, waves: torch.Tensor, wave_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, S), (B,) -> normalised (B, T, n_mels) with padded frames exactly 0, (B,) frame counts."""
-        feats, lens = self.log_mel(waves, wave_lens)
+    def forward(self, waves: torch.Tensor, wave_lens: torch.Tensor,
+                warp: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S), (B,) -> normalised (B, T, n_mels) with padded frames exactly 0, (B,) frame counts.
+
+        warp: optional (B,) VTLP factors (see `log_mel`); only training passes them. CMVN is the unwarped one."""
+        feats, lens = self.log_mel(waves, wave_lens, warp)
         mask = length_mask(lens, feats.shape[1])[:, :, None]  # (B, T, 1)
         if self.cfg.cmvn == "global":
             feats = (feats - self.mean) / self.std
