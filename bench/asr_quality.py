@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import write_record  # noqa: E402
 
+from speechdraw.asr.manifest import read_manifest  # noqa: E402
 from speechdraw.asr.release import load_speech_release  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,12 +53,23 @@ def main():
                "weights": asr.config["metrics"].get("weights"), "checkpoint_step": asr.config["metrics"].get("step"),
                "decoding": f"greedy, {args.precision}"}
     for split in args.splits.split(","):
-        r = evaluate.evaluate_manifest(asr, Path(args.corpus) / f"{split}.jsonl", precision=args.precision)
+        manifest = Path(args.corpus) / f"{split}.jsonl"
+        r = evaluate.evaluate_manifest(asr, manifest, precision=args.precision, per_utt=True)
         figures[f"{split}_cer"] = round(r["cer"], 4)
+        ce = r["char_errors"]
+        figures[f"{split}_char_sub_del_ins"] = [round(ce[k] / ce["ref"], 4) for k in ("sub", "del", "ins")]
+        # CER per voice variant (the speaker field is accent+variant): where the held-out voices stand
+        by_variant: dict[str, list[int]] = {}
+        for e, u in zip(read_manifest(manifest), r["per_utterance"]):
+            acc = by_variant.setdefault((e.speaker or "?").split("+")[-1], [0, 0])
+            acc[0] += u["char_errors"]
+            acc[1] += u["chars"]
+        figures[f"{split}_cer_by_variant"] = {v: round(err / n, 4) for v, (err, n) in sorted(by_variant.items())}
         figures[f"{split}_wer"] = round(r["wer"], 4)
         figures[f"{split}_utterances"] = r["utterances"]
         figures[f"{split}_rtf"] = round(r["rtf"], 4)
         print(evaluate.format_table([r]), flush=True)
+        print(f"  CER by variant: {figures[f'{split}_cer_by_variant']}", flush=True)
     if args.run:
         run = Path(args.run)
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
