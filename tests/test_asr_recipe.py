@@ -79,10 +79,12 @@ def test_tiny_recipe_fits_exports_and_reloads(tmp_path, corpus):
 
 @needs_espeak
 def test_resume_mid_run_repeats_the_same_losses(tmp_path, corpus):
-    """Stop after 3 steps, resume to 7: the losses equal an uninterrupted 7-step run (SpecAugment on, so the restored
-    RNG state matters; the run crosses an epoch boundary with its validation and checkpoint)."""
+    """Stop after 3 steps, resume to 7: the losses equal an uninterrupted 7-step run (SpecAugment, speed perturbation
+    and VTLP on, so the restored RNG state matters; the run crosses an epoch boundary with its validation and
+    checkpoint)."""
     common = ["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(corpus), "--data.dev", str(corpus),
               "--data.max_dev_utts", "4", "--features.freq_masks", "2", "--features.time_masks", "2",
+              "--features.speed_factors", "0.9,1.0,1.1", "--features.vtlp_range", "0.1",
               "--train.epochs", "3", "--train.log_every", "1"]
     run_script([*common, "--train.run_dir", str(tmp_path / "a"), "--train.max_steps", "7"])
     run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "3"])
