@@ -16,7 +16,6 @@ timed on top of the lexicon beam search it re-ranks. Threads: --threads (default
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import load_recipe, write_record  # noqa: E402
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, decoder_tokens  # noqa: E402
 from speechdraw.asr.decode import greedy_decode  # noqa: E402
@@ -36,16 +35,8 @@ from speechdraw.asr.lm.rnnlm import evaluate as lstm_evaluate  # noqa: E402
 from speechdraw.asr.lm.rnnlm import rescore_nbest  # noqa: E402
 from speechdraw.asr.release import load_speech_release  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SYNTH = Path.home() / "speechdraw-runs" / "data" / "synth"
 
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"asr_{name}", REPO / "recipes" / "asr" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def kenlm_load_seconds(arpa: str, units: list[str]) -> float:
@@ -100,7 +91,7 @@ def main():
                     "runs)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tune = load_recipe("tune_decoder")
+    tune = load_recipe("asr", "tune_decoder")
     asr = load_speech_release(args.model)
     if asr.beam_config is None or asr.rescorer_dir is None or not (asr.dir / "tuning.json").is_file():
         raise SystemExit(f"{args.model}: needs decoder.json, rnnlm/ and tuning.json: run recipes/asr/tune_decoder.py")

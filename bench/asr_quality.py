@@ -10,26 +10,18 @@ count of training seconds (saved in every checkpoint; summed across resumes).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import load_recipe, write_record  # noqa: E402
 
 from speechdraw.asr.manifest import read_manifest  # noqa: E402
 from speechdraw.asr.release import load_speech_release  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 SYNTH = Path.home() / "speechdraw-runs" / "data" / "synth"
 
-
-def load_recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"asr_{name}", REPO / "recipes" / "asr" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main():
@@ -45,7 +37,7 @@ def main():
     ap.add_argument("--notes", default="", help="extra notes for the record")
     args = ap.parse_args()
 
-    evaluate = load_recipe("evaluate")
+    evaluate = load_recipe("asr", "evaluate")
     asr = load_speech_release(args.model)
     figures = {"model": f"{asr.model_config.layers} x {asr.model_config.hidden} BiLSTM-CTC, "
                         f"{asr.model_config.stack * asr.feature_config.hop_ms:.0f} ms steps, "

@@ -13,24 +13,16 @@ whether attention won, and whether the hyper-parameters other than attention wer
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import load_recipe, write_record  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 PAPER = {"attention": 80.97, "no_attention": 87.40}
 
-
-def load_evaluate():
-    spec = importlib.util.spec_from_file_location("draw_evaluate", REPO / "recipes" / "draw" / "evaluate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def learning_curve(run: Path) -> tuple[list[dict], float | None]:
@@ -68,7 +60,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    evaluate = load_evaluate()
+    evaluate = load_recipe("draw", "evaluate")
     figures: dict = {}
     configs = {}
     for run in map(Path, args.runs):

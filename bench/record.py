@@ -8,6 +8,7 @@ commit, the host and the date, so every number in BENCHMARKS.md (generated from 
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -17,6 +18,16 @@ import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_recipe(recipe: str, script: str):
+    """Import recipes/<recipe>/<script>.py as a module (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{recipe}_{script}", REPO / "recipes" / recipe / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses in the script look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def git_commit() -> str:
