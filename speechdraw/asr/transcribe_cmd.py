@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--word-score", type=float, help="score added per word with a lexicon (default: tuned, else 0)")
     p.add_argument("--rescore-lm", metavar="DIR", help="LSTM-LM release (recipes/asr/train_lm.py): re-rank the "
                                                        "beam's N-best list")
-    p.add_argument("--rescore-weight", type=float, help="weight of the LSTM LM's log-probability (default: 0.5)")
+    p.add_argument("--rescore-weight", type=float, help="weight of the LSTM LM's log-probability "
+                   "(default: the release's tuned weight, or 0.5 where it has none or tuned it to 0)")
     p.add_argument("--beam", type=int, help="beam size (implies beam search; default: 50 or the release's)")
     p.add_argument("--nbest", type=int, default=1, help="alternatives per chunk in the JSON output; > 1 implies beam "
                                                         "search (default: 1)")
