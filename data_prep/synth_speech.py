@@ -9,10 +9,10 @@ to a temporary name and renamed, so a killed run leaves no half-written audio); 
 
 What it writes under --out:
   audio/<split>/<split>-NNNNNN.flac   16 kHz mono FLAC
-  train.jsonl                          training voices: 7 accents x 13 voice variants
+  train.jsonl                          training voices: 7 accents x 45 voice variants
   dev.jsonl, test.jsonl                the same accents, 4 voice variants never used in training
-  test_accent.jsonl                    an accent never used in training (--test-accent), training variants, so the
-                                       accent is the only thing that changed
+  test_accent.jsonl                    an accent never used in training (--test-accent), 13 of the training variants,
+                                       so the accent is the only thing that changed
   lm_train.txt                         every corpus sentence except the dev/test ones (checked: zero overlap)
   corpus.json                          hours, counts, accents and variants per split; the settings
   plan.json                            the settings that decide which utterance is which (a re-run must match them)
@@ -55,7 +55,15 @@ ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "
 # under its own name "en" takes variants. check_voices() verifies this for every accent before building.
 ESPEAK_NAME = {"en-gb": "en"}
 # Human-sounding variants (`espeak-ng --voices=variant`); the whispering, robotic and novelty ones are left out.
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt2", "robert", "linda")
+# CORE_VARIANTS are the ones test_accent speaks with, so that the accent is the only thing that changes there.
+CORE_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "klatt2", "robert", "linda")
+# More training voices: other formant scalings, pitch ranges, consonant levels, spectral tilts ("tone") and Klatt
+# modes, so that a model meets voices it has not heard. Left out besides the novelty voices: every variant that shares
+# a definition with a held-out one (m8, anika, RicishayMax2/3, steph2/3 have steph's "tone" curve exactly).
+EXTRA_VARIANTS = ("Alex", "Alicia", "Andy", "Annie", "Denis", "Gene", "Hugo", "Jacky", "Michael", "Mike", "aunty",
+                  "belinda", "boris", "david", "ed", "edward", "grandma", "iven", "john", "kaukovalta", "klatt",
+                  "klatt4", "max", "miguel", "norbert", "pablo", "paul", "quincy", "rob", "travis", "victor", "zac")
+TRAIN_VARIANTS = CORE_VARIANTS + EXTRA_VARIANTS
 HELDOUT_VARIANTS = ("m7", "f5", "klatt3", "steph")  # dev and test only
 SPLITS = ("dev", "test", "test_accent", "train")
 
@@ -76,6 +84,7 @@ class Plan:
     train_accents: tuple[str, ...]
     train_variants: tuple[str, ...] = TRAIN_VARIANTS
     heldout_variants: tuple[str, ...] = HELDOUT_VARIANTS
+    accent_test_variants: tuple[str, ...] = CORE_VARIANTS  # test_accent's voices: a subset of the training ones
 
     def to_json(self) -> dict:
         return json.loads(json.dumps(asdict(self)))  # tuples -> lists, as they come back from plan.json
@@ -135,7 +144,7 @@ def utterance(plan: Plan, splits: SentenceSplits, split: str, i: int) -> Utteran
         voice, variant = rng.choice(plan.train_accents), rng.choice(plan.train_variants)
     elif split == "test_accent":
         text = splits.test_accent[i]
-        voice, variant = plan.test_accent, rng.choice(plan.train_variants)
+        voice, variant = plan.test_accent, rng.choice(plan.accent_test_variants)
     else:
         text = getattr(splits, split)[i]
         voice, variant = rng.choice(plan.train_accents), rng.choice(plan.heldout_variants)
@@ -150,7 +159,8 @@ def utterance(plan: Plan, splits: SentenceSplits, split: str, i: int) -> Utteran
 
 
 def espeak_command(voice: str, variant: str, speed: int, pitch: int, text: str, wav: Path) -> list[str]:
-    return ["espeak-ng", "-v", f"{ESPEAK_NAME.get(voice, voice)}+{variant}", "-s", str(speed), "-p", str(pitch),
+    name = ESPEAK_NAME.get(voice, voice) + (f"+{variant}" if variant else "")
+    return ["espeak-ng", "-v", name, "-s", str(speed), "-p", str(pitch),
             "-w", str(wav), text]  # fmt: skip
 
 
@@ -164,7 +174,8 @@ def speak(voice: str, variant: str, speed: int, pitch: int, text: str, tmp_wav: 
     return data.mean(axis=1), sr
 
 
-def check_voices(accents: tuple[str, ...], variants: tuple[str, ...], tmp: Path) -> None:
+def check_voices(accents: tuple[str, ...], variants: tuple[str, ...], tmp: Path,
+                 all_variants: tuple[str, ...] = ()) -> None:
     """Fail early if espeak-ng is missing or ignores a variant for some accent (it does for "en-gb+...")."""
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng not found: apt-get install -y espeak-ng")
@@ -175,6 +186,12 @@ def check_voices(accents: tuple[str, ...], variants: tuple[str, ...], tmp: Path)
         if len(waves[0]) == len(waves[1]) and np.array_equal(waves[0], waves[1]):
             raise SystemExit(f"espeak-ng ignores voice variants for {accent!r}: {variants[0]} and {variants[1]} "
                              "sound the same; map it to another espeak voice name in ESPEAK_NAME")
+    # A variant espeak-ng does not know falls back to the bare voice without an error: every one must change the sound.
+    bare = speak(accents[0], "", 175, 50, "voice check", tmp / "check-bare.wav")[0]
+    for v in dict.fromkeys(all_variants):
+        wave = speak(accents[0], v, 175, 50, "voice check", tmp / f"check-{v}.wav")[0]
+        if len(wave) == len(bare) and np.array_equal(wave, bare):
+            raise SystemExit(f"espeak-ng does not know the voice variant {v!r} (it sounds like the bare voice)")
 
 
 def _init_worker() -> None:
@@ -290,7 +307,8 @@ def build(args: argparse.Namespace) -> dict:
         for stale in (out / "audio" / d).glob("*.wav"):
             stale.unlink()
     load_or_write_plan(out, plan)
-    check_voices(ACCENTS, plan.train_variants, out / "audio")
+    check_voices(ACCENTS, plan.train_variants, out / "audio",
+                 plan.train_variants + plan.heldout_variants + plan.accent_test_variants)
 
     synth = Synthesizer(out, args.jobs)
     chosen: dict[str, list[Utterance]] = {}
