@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--data", default="~/speechdraw-runs/data/synth",
                     help="synthetic-speech data directory (default: ~/speechdraw-runs/data/synth)")
     ap.add_argument("--out", default="~/speechdraw-runs/lm", help="where the models go (default: ~/speechdraw-runs/lm)")
-    ap.add_argument("--lstm-epochs", type=int, default=4, help="LSTM LM epochs, 0 to skip (default: 4)")
+    ap.add_argument("--lstm-epochs", type=int, default=10, help="LSTM LM epochs, 0 to skip (default: 10)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     data, out = Path(os.path.expanduser(args.data)), Path(os.path.expanduser(args.out))
@@ -118,7 +118,8 @@ def main():
         cmd = [sys.executable, str(REPO / "recipes/asr/train_lm.py"), "--preset", "synth",
                "--data.train_text", str(data / "lm_train.txt"), "--data.dev_text", str(data / "dev.jsonl"),
                "--train.epochs", str(args.lstm_epochs), "--train.run_dir", str(run_dir)]
-        if (run_dir / "checkpoints").exists():
+        resumed = (run_dir / "checkpoints").exists()
+        if resumed:  # continues (or, when finished, just re-exports) the run there; train_seconds is the run's own
             cmd += ["--train.resume", "auto"]
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
         t0 = time.perf_counter()
@@ -128,7 +129,7 @@ def main():
         release_cfg = json.loads((run_dir / "release" / "config.json").read_text())
         f = {"model": release_cfg["model"], "epochs": args.lstm_epochs, "steps": release_cfg["metrics"]["steps"],
              "train_seconds": round(release_cfg["metrics"]["train_seconds"], 1), "recipe_wall_seconds": round(wall, 1),
-             "torch_threads": 1}
+             "resumed_existing_run": resumed, "torch_threads": 1}
         for split, sentences in evals.items():
             t0 = time.perf_counter()
             ev = evaluate(scorer.model, scorer.vocab, sentences)
