@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--corpus", default=str(SYNTH), help=f"synthetic corpus directory (default: {SYNTH})")
     ap.add_argument("--hidden", type=int, default=256, help="LSTM units per direction (default: 256)")
     ap.add_argument("--layers", type=int, default=4, help="BiLSTM layers (default: 4)")
-    ap.add_argument("--stack", type=int, default=4, help="frames per model step (default: 4)")
+    ap.add_argument("--stack", type=int, default=3, help="frames per model step (default: 3, the cpu preset)")
     ap.add_argument("--max-seconds", type=float, default=160.0, help="padded seconds per batch (default: 160)")
     ap.add_argument("--batches", type=int, default=6, help="timed batches per variant (default: 6)")
     ap.add_argument("--decode-utts", type=int, default=200, help="dev utterances for the decoding RTF (default: 200)")
