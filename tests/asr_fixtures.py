@@ -1,16 +1,18 @@
-"""Helpers for the speech-data tests: real audio files written on the spot, and the data_prep scripts imported as
-modules (they are scripts run from a checkout, not part of the installed package)."""
+"""Helpers for the speech tests: real audio files written on the spot, and the data_prep and recipes/asr scripts
+imported as modules (they are scripts run from a checkout, not part of the installed package)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-DATA_PREP = Path(__file__).resolve().parents[1] / "data_prep"
+REPO = Path(__file__).resolve().parents[1]
+DATA_PREP = REPO / "data_prep"
 
 
 def prep(name: str):
@@ -18,6 +20,15 @@ def prep(name: str):
     if str(DATA_PREP) not in sys.path:
         sys.path.insert(0, str(DATA_PREP))
     return importlib.import_module(name)
+
+
+def recipe(name: str):
+    """Import recipes/asr/<name>.py as the module asr_<name>."""
+    spec = importlib.util.spec_from_file_location(f"asr_{name}", REPO / "recipes" / "asr" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def chirp(seconds: float, sample_rate: int, f0: float = 200.0, f1: float = 2000.0) -> np.ndarray:

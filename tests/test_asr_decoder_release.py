@@ -6,15 +6,13 @@ reproduces."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from asr_fixtures import write_audio
+from asr_fixtures import recipe, write_audio
 from test_asr_beam import LM_TEXT, TOKENS, ambiguous
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, Hypothesis, write_lexicon
@@ -26,16 +24,6 @@ from speechdraw.asr.release import add_decoder, load_speech_release, save_speech
 from speechdraw.engine.checkpoint import FORMAT_VERSION
 from speechdraw.engine.config import to_dict
 from speechdraw.engine.release import ReleaseError, save_release
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"asr_{name}", REPO / "recipes" / "asr" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def small_model() -> tuple[AcousticModel, AcousticModelConfig, FeatureConfig]:

@@ -4,15 +4,13 @@ written before VTLP still loading)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torchaudio
+from asr_fixtures import recipe
 
 from speechdraw.asr.data import SpeechBatch
 from speechdraw.asr.features import (
@@ -30,8 +28,6 @@ from speechdraw.asr.features import (
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig
 from speechdraw.asr.release import load_speech_release, save_speech_release
 from speechdraw.asr.text import TokenSet
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def noise_waves(*seconds: float, seed: int = 0) -> list[torch.Tensor]:
@@ -270,17 +266,9 @@ def test_vtlp_features_do_not_depend_on_batch_padding():
     assert extra[:, batched.shape[1]:].abs().sum() == 0
 
 
-def train_recipe():
-    spec = importlib.util.spec_from_file_location("asr_train_for_vtlp", REPO / "recipes" / "asr" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_vtlp_is_applied_in_training_only():
     """The recipe's make_features warps with factors from the global RNG when train=True, never when False."""
-    make_features = train_recipe().make_features
+    make_features = recipe("train").make_features
     cfg = FeatureConfig(cmvn="none", vtlp_range=0.1, freq_masks=0, time_masks=0)
     fe = FeatureExtractor(cfg)
     waves, lens = pad_waves(noise_waves(0.5, 0.7, 0.6, 0.4, seed=5))
