@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import load_recipe, write_record  # noqa: E402
+from record import load_recipe, parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, decoder_tokens  # noqa: E402
 from speechdraw.asr.decode import greedy_decode  # noqa: E402
@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--notes", default="", help="extra notes for the record")
     ap.add_argument("--results-dir", default=None, help="write the record here instead of bench/results (for trial "
                     "runs)")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
     torch.set_num_threads(args.threads)
     tune = load_recipe("asr", "tune_decoder")
     asr = load_speech_release(args.model)
@@ -186,7 +186,8 @@ def main():
         figures["target_rescoring_improves"] = test.get("beam_word_ngram_lstm", {}).get("wer", 1.0) < \
             test["beam_word_ngram"]["wer"]
     figures["max_utts"] = args.max_utts
-    write_record(args.name, figures, title="ASR decoding with language models on the synthetic test sets (CPU)",
+    write_record(args.name, figures, allow_dirty=args.allow_dirty,
+                 title="ASR decoding with language models on the synthetic test sets (CPU)",
                  notes="Weights tuned on dev by recipes/asr/tune_decoder.py (settings, dev_wer); each test set decoded "
                        "once per decoder. rtf = am_rtf (features + acoustic model, once per set) + decode_rtf. The "
                        "rescoring row's decode_rtf includes the beam search it re-ranks. n-gram perplexity: OOV words "

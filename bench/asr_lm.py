@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, write_lexicon  # noqa: E402
 from speechdraw.asr.lm.ngram import LN10, NGramConfig, read_sentences, sentence_units, train_ngram  # noqa: E402
@@ -75,7 +75,7 @@ def main():
                     help="synthetic-speech data directory (default: ~/speechdraw-runs/data/synth)")
     ap.add_argument("--out", default="~/speechdraw-runs/lm", help="where the models go (default: ~/speechdraw-runs/lm)")
     ap.add_argument("--lstm-epochs", type=int, default=10, help="LSTM LM epochs, 0 to skip (default: 10)")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
     torch.set_num_threads(1)
     data, out = Path(os.path.expanduser(args.data)), Path(os.path.expanduser(args.out))
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,8 @@ def main():
         figures["lstm"] = f
         print("lstm", json.dumps(f), flush=True)
 
-    write_record("asr_lm", figures, title="Language models on the synthetic corpus: n-gram and LSTM (CPU)",
+    write_record("asr_lm", figures, allow_dirty=args.allow_dirty,
+                 title="Language models on the synthetic corpus: n-gram and LSTM (CPU)",
                  notes="All LMs train on lm_train.txt (dev/test sentences removed). perplexity: SRILM convention, "
                        "over in-vocabulary words and </s>, OOV words skipped; perplexity_with_oov: OOVs scored as "
                        "<unk>. LSTM perplexity counts every word, with words seen once in training as the <unk> "

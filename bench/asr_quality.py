@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import load_recipe, write_record  # noqa: E402
+from record import load_recipe, parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.manifest import read_manifest  # noqa: E402
 from speechdraw.asr.release import load_speech_release  # noqa: E402
@@ -35,7 +35,7 @@ def main():
                     "(default: fp32, the faster one for decoding on this CPU)")
     ap.add_argument("--name", default="asr_quality", help="record name (default: asr_quality)")
     ap.add_argument("--notes", default="", help="extra notes for the record")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
 
     evaluate = load_recipe("asr", "evaluate")
     asr = load_speech_release(args.model)
@@ -75,7 +75,8 @@ def main():
         if speeds:
             figures["train_audio_s_per_s_median"] = round(sorted(speeds)[len(speeds) // 2], 1)
     figures["target_test_cer_at_most_0.05"] = figures.get("test_cer", 1.0) <= 0.05
-    write_record(args.name, figures, title="ASR quality: greedy CER/WER of the cpu preset on the synthetic test sets",
+    write_record(args.name, figures, allow_dirty=args.allow_dirty,
+                 title="ASR quality: greedy CER/WER of the cpu preset on the synthetic test sets",
                  notes=args.notes)
 
 

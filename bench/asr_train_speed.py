@@ -28,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.data import SpeechDataset, collate, durations, filter_alignable  # noqa: E402
 from speechdraw.asr.decode import greedy_decode  # noqa: E402
@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=160.0, help="padded seconds per batch (default: 160)")
     ap.add_argument("--batches", type=int, default=6, help="timed batches per variant (default: 6)")
     ap.add_argument("--decode-utts", type=int, default=200, help="dev utterances for the decoding RTF (default: 200)")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
 
     torch.manual_seed(0)
     tokens = TokenSet.characters()
@@ -148,7 +148,8 @@ def main():
             audio += float(b.wave_lens.sum()) / 16_000
         figures[f"greedy_decode_rtf_{prec}"] = round(compute / audio, 4)
 
-    write_record("asr_train_speed", figures, title="ASR training throughput (BiLSTM-CTC, CPU)", notes=(
+    write_record("asr_train_speed", figures, allow_dirty=args.allow_dirty,
+                 title="ASR training throughput (BiLSTM-CTC, CPU)", notes=(
         "audio_s_per_s = seconds of training audio per wall-clock second of full training steps (loading, features, "
         "SpecAugment, forward, CTC, backward, AdamW). fraction_of_gemm = analytic model FLOPs per second / the "
         "measured square-GEMM FLOP/s of the same precision. Measured on the 2-core VM while other processes were "

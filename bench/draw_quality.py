@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import load_recipe, write_record  # noqa: E402
+from record import load_recipe, parse_bench_args, write_record  # noqa: E402
 
 PAPER = {"attention": 80.97, "no_attention": 87.40}
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--name", default="draw_quality", help="record name (default: draw_quality)")
     ap.add_argument("--notes", default="", help="extra notes for the record")
-    args = ap.parse_args(argv)
+    args = parse_bench_args(ap, argv)
     if len(args.runs) > 2:
         ap.error("give one or two runs")
     import torch
@@ -97,7 +97,8 @@ def main(argv=None) -> int:
         figures["identical_hyper_parameters"] = hyper_parameters(configs["attention"]) == hyper_parameters(
             configs["no_attention"])
         figures["same_epochs"] = a["epochs_trained"] == n["epochs_trained"]
-    write_record(args.name, figures, title="DRAW quality: test NLL bounds and learning curves",
+    write_record(args.name, figures, allow_dirty=args.allow_dirty,
+                 title="DRAW quality: test NLL bounds and learning curves",
                  notes="Bounds in nats per image; test bound = negative ELBO with one latent sequence per image over "
                        "the whole test set; IWAE = importance-weighted bound. " + args.notes)
     return 0

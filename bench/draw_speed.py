@@ -174,6 +174,8 @@ def train_step(model, opt, x, eps, loss_fn, autocast: bool = False):
 
 
 def main(argv=None) -> int:
+    from record import parse_bench_args, write_record  # bench/record.py, beside this file
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=100, help="images per step (default: 100)")
     ap.add_argument("--reps", type=int, default=7, help="timed steps per implementation (default: 7)")
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
                                                         "--train.precision bf16: GEMMs in bf16, state in fp32)")
     ap.add_argument("--sample-num", type=int, default=100, help="images per generate() call (default: 100)")
     ap.add_argument("--record", default="draw_speed", help="bench/results/<name>.json (default: draw_speed)")
-    args = ap.parse_args(argv)
+    args = parse_bench_args(ap, argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.flush_denormal:
@@ -278,9 +280,8 @@ def main(argv=None) -> int:
     figures["sampling_images_per_s"] = round(args.sample_num / statistics.median(sample_times), 1)
     figures["sampling_s_per_call_all"] = [round(t, 4) for t in sample_times]
 
-    from record import write_record  # bench/record.py, beside this file
-
-    write_record(args.record, figures, title="DRAW training speed: library vs straightforward implementation (CPU)",
+    write_record(args.record, figures, allow_dirty=args.allow_dirty,
+                 title="DRAW training speed: library vs straightforward implementation (CPU)",
                  notes=f"data: {data_source}. Step = forward + backward + grad-norm clip + Adam. "
                        "Interleaved repetitions, medians. Reference: nn.LSTMCell loop, per-call filterbanks, fp32. "
                        f"Load average at start: {load_at_start}.")

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.engine.device import Precision  # noqa: E402
 from speechdraw.engine.step import TrainStep  # noqa: E402
@@ -48,7 +48,7 @@ def main():
     ap.add_argument("--layers", type=int, default=2, help="LSTM layers (default: 2)")
     ap.add_argument("--reps", type=int, default=15, help="timed repetitions of each variant (default: 15)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed repetitions first (default: 3)")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
 
     torch.manual_seed(0)
     classes = 32
@@ -102,7 +102,8 @@ def main():
         "hand_min_max_s": [round(min(times["hand"]), 4), round(max(times["hand"]), 4)],
         "engine_fp32_min_max_s": [round(min(times["engine_fp32"]), 4), round(max(times["engine_fp32"]), 4)],
     }
-    write_record("engine_step", figures, title="Engine step overhead; fp32 vs bf16 autocast (LSTM, CPU)",
+    write_record("engine_step", figures, allow_dirty=args.allow_dirty,
+                 title="Engine step overhead; fp32 vs bf16 autocast (LSTM, CPU)",
                  notes="engine_overhead_ratio = engine fp32 / hand-written loop (1.0 = no overhead); "
                        "bf16_speedup_vs_fp32 > 1 means bf16 autocast is faster.")
 

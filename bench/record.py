@@ -2,11 +2,13 @@
 
 A record is one JSON file, `bench/results/<name>.json`, holding the figures together with the exact command, the git
 commit, the host and the date, so every number in BENCHMARKS.md (generated from these files by
-`python bench/make_benchmarks_md.py`) can be traced to the run that printed it.
+`python bench/make_benchmarks_md.py`) can be traced to the run that printed it. Scripts parse their arguments with
+`parse_bench_args`, which adds --allow-dirty and refuses to start from a git tree with uncommitted changes without it.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.util
 import json
@@ -30,15 +32,46 @@ def load_recipe(recipe: str, script: str):
     return module
 
 
-def git_commit() -> str:
+def tree_state(repo: Path = REPO) -> tuple[str, list[str]]:
+    """(HEAD commit, paths that differ from it) of the git work tree at `repo`; ("unknown", [reason]) outside git.
+
+    Untracked files count as differences (an uncommitted module can change what a benchmark measures); ignored ones
+    (run outputs, caches) do not.
+    """
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo)
+        status = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True,
+                                cwd=repo)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return "unknown", [f"not a git work tree ({e})"]
+    return head.stdout.strip(), [line[3:] for line in status.stdout.splitlines() if line.strip()]
+
+
+def require_clean_tree(allow_dirty: bool, repo: Path = REPO) -> dict:
+    """The record's provenance fields; exits with a one-line reason when the tree is dirty and not `allow_dirty`.
+
+    A figure must be traceable to committed code, so a benchmark refuses to write a record from a tree with
+    uncommitted changes (or from outside git) unless the user passes --allow-dirty; such a record then says so
+    (git_commit "<sha>-dirty", dirty: true, the changed paths) and BENCHMARKS.md marks it.
+    """
+    commit, changed = tree_state(repo)
+    if changed and not allow_dirty:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        sys.exit(f"bench: refusing to write a record: {repo} has uncommitted changes ({shown}); commit them "
+                 f"(or run from a clean clone), or pass --allow-dirty to write a record marked dirty")
+    info = {"git_commit": commit + ("-dirty" if changed and commit != "unknown" else ""), "dirty": bool(changed)}
+    if changed:
+        info["dirty_paths"] = changed[:50]
+    return info
+
+
+def parse_bench_args(ap: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """ap.parse_args with --allow-dirty added; refuses (before any work) to run a benchmark from a dirty tree."""
+    ap.add_argument("--allow-dirty", action="store_true",
+                    help="write the record even if the git tree has uncommitted changes (it is then marked dirty)")
+    args = ap.parse_args(argv)
+    require_clean_tree(args.allow_dirty)
+    return args
 
 
 def host_info() -> dict:
@@ -63,16 +96,20 @@ def host_info() -> dict:
     return info
 
 
-def write_record(name: str, figures: dict, *, title: str = "", notes: str = "",
-                 results_dir: Path | None = None) -> Path:
-    """Write bench/results/<name>.json and print the figures; returns the path."""
+def write_record(name: str, figures: dict, *, title: str = "", notes: str = "", allow_dirty: bool = False,
+                 results_dir: Path | None = None, repo: Path = REPO) -> Path:
+    """Write bench/results/<name>.json and print the figures; returns the path.
+
+    The tree is checked again here (it may have changed during a long run): dirty without `allow_dirty` exits.
+    """
+    provenance = require_clean_tree(allow_dirty, repo)
     record = {
         "name": name,
         "title": title or name,
         "figures": figures,
         "notes": notes,
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
-        "git_commit": git_commit(),
+        **provenance,
         "host": host_info(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "data_prep"))
-from record import write_record  # noqa: E402
+from record import parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.audio import resample  # noqa: E402
 from speechdraw.asr.lm.ngram import NGramConfig, train_ngram  # noqa: E402
@@ -99,7 +99,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=50, help="beam size (default: 50)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     ap.add_argument("--name", default="transcribe_speed", help="record name (default: transcribe_speed)")
-    args = ap.parse_args()
+    args = parse_bench_args(ap)
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +136,8 @@ def main() -> None:
             path.unlink()
         figures["load_average_end"] = os.getloadavg()[0]
 
-    write_record(args.name, figures, title="Transcription speed and memory (speechdraw transcribe)",
+    write_record(args.name, figures, allow_dirty=args.allow_dirty,
+                 title="Transcription speed and memory (speechdraw transcribe)",
                  notes="RTF = processing seconds / audio seconds, whole pipeline (decode file, segment, features, "
                        "model, decoder, word alignment). Peak RSS of a fresh process transcribing the file; a "
                        "background training run shares the CPU (see load averages).")
