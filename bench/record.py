@@ -36,7 +36,8 @@ def tree_state(repo: Path = REPO) -> tuple[str, list[str]]:
     """(HEAD commit, paths that differ from it) of the git work tree at `repo`; ("unknown", [reason]) outside git.
 
     Untracked files count as differences (an uncommitted module can change what a benchmark measures); ignored ones
-    (run outputs, caches) do not.
+    (run outputs, caches) and records under bench/results/ do not (a record is an output: writing one must not make
+    the next benchmark in the same clone refuse).
     """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo)
@@ -44,7 +45,8 @@ def tree_state(repo: Path = REPO) -> tuple[str, list[str]]:
                                 cwd=repo)
     except (OSError, subprocess.CalledProcessError) as e:
         return "unknown", [f"not a git work tree ({e})"]
-    return head.stdout.strip(), [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    return head.stdout.strip(), [p for p in changed if not p.startswith("bench/results/")]
 
 
 def require_clean_tree(allow_dirty: bool, repo: Path = REPO) -> dict:

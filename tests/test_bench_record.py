@@ -69,6 +69,14 @@ def test_allow_dirty_writes_a_record_marked_dirty(repo, tmp_path):
     assert r["git_commit"] in md and "uncommitted changes" in md
 
 
+def test_records_do_not_make_the_tree_dirty(repo, tmp_path):
+    """Writing one record (bench/results/*.json) must not make the next benchmark in that clone refuse."""
+    (repo / "bench" / "results").mkdir(parents=True)
+    (repo / "bench" / "results" / "old.json").write_text("{}\n")
+    r = write(repo, tmp_path / "out")
+    assert r["dirty"] is False
+
+
 def test_outside_git_is_refused(tmp_path):
     with pytest.raises(SystemExit):
         write(tmp_path, tmp_path / "out")
