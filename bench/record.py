@@ -41,8 +41,8 @@ def tree_state(repo: Path = REPO) -> tuple[str, list[str]]:
     """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo)
-        status = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, check=True,
-                                cwd=repo)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
+                                text=True, check=True, cwd=repo)
     except (OSError, subprocess.CalledProcessError) as e:
         return "unknown", [f"not a git work tree ({e})"]
     changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
