@@ -77,3 +77,27 @@ def test_no_pause_at_all_overlapping_windows_tile_the_timeline():
         assert prev.end_s - nxt.start_s == pytest.approx(cfg.overlap)  # windows overlap by `overlap` seconds
         assert prev.keep[1] == nxt.keep[0] == pytest.approx((prev.end_s + nxt.start_s) / 2)  # joined mid-overlap
     assert chunks[-1].end_s == pytest.approx(40.0)
+
+
+@pytest.mark.parametrize("gap", [0.31, 0.35, 0.39])
+def test_pauses_shorter_than_two_margins_are_not_fed_twice(gap):
+    """A pause between min_silence (0.3 s) and 2 x margin (0.4 s) ends a chunk, but the margins of the chunks on
+    either side would overlap: the next chunk starts where the previous one ends instead, so no sample is fed twice
+    and every burst still sits whole in its own chunk."""
+    spans, t = [], 1.0
+    for length in (1.0, 1.2, 0.6, 1.5):
+        spans.append((t, t + length))
+        t += length + gap
+    x = bursts(spans, t + 1.0)
+    cfg = SegmentConfig()
+    for size in (0.37, 1.0, 14.0):
+        chunks = list(split_at_silences(blocks(x, size), cfg))
+        assert len(chunks) == len(spans), [(c.start_s, c.end_s) for c in chunks]
+        for c, (a, b) in zip(chunks, spans):
+            assert c.start_s <= a and c.end_s >= b  # the burst is whole in its chunk
+            assert np.array_equal(c.wave, x[c.start:c.start + len(c.wave)])
+        assert chunks[0].start_s == pytest.approx(spans[0][0] - cfg.margin, abs=0.011)
+        for prev, nxt, (_, b) in zip(chunks, chunks[1:], spans):
+            assert prev.end_s == pytest.approx(b + cfg.margin, abs=0.011)  # the first chunk keeps its whole margin
+            assert nxt.start == prev.start + len(prev.wave)  # the next starts exactly where it ends: no overlap
+        assert sum(len(c.wave) for c in chunks) == chunks[-1].start + len(chunks[-1].wave) - chunks[0].start

@@ -8,7 +8,9 @@ Energy-based voice activity: frame log-energies (10 ms) are compared with a thre
 floor (a low quantile of the last `history` seconds of frame energies), or as far below the loud frames (the high
 quantile) where that is lower (sound without pauses), and never below `min_db`. A run of at least
 `min_silence` silent frames ends a chunk; the chunk keeps `margin` seconds of silence on each side (the model was
-trained on utterances with some silence around them), and silence between chunks is never fed to the model.
+trained on utterances with some silence around them), and silence between chunks is never fed to the model. Chunks
+never overlap: after a pause shorter than two margins the next chunk starts where the previous one ended, so no sound
+is transcribed twice.
 
 A stretch of speech longer than `max_chunk` seconds is split at the longest shorter pause (>= `split_silence`) in its
 second half. Where there is no pause at all, windows of `max_chunk` seconds overlap by `overlap` seconds, and each
@@ -94,6 +96,7 @@ class _Splitter:
         self.start = 0
         self.keep_from = 0.0  # seconds: left keep bound of the next chunk (after an overlapped cut)
         self.glued = False  # the next chunk continues an overlapped window: it starts at buf[0]
+        self.prev_end = 0  # sample (file) where the last chunk ended: the next one starts no earlier (unless glued)
 
     def push(self, block: np.ndarray) -> None:
         F = self.F
@@ -116,12 +119,22 @@ class _Splitter:
         self.db = self.db[frames:]
         self.start += frames * self.F
 
+    def _left(self, s: int) -> int:
+        """First frame of a chunk whose speech starts at frame s: `margin` frames earlier, but never before the
+        previous chunk's end (a pause shorter than two margins is shared, not fed twice), or the buffer's first frame
+        when the chunk continues an overlapped window."""
+        if self.glued:
+            return 0
+        return max(0, s - self.margin, (self.prev_end - self.start) // self.F)
+
     def _chunk(self, a: int, b: int, keep_to: float) -> Chunk:
         """Frames [a, b) of the buffer (b may reach past the whole frames: up to the buffer's end)."""
         sr = self.cfg.sample_rate
         wave = self.buf[a * self.F:min(len(self.buf), b * self.F)].copy()
         c = Chunk(self.start + a * self.F, wave, (self.keep_from, keep_to), sr)
         self.keep_from = 0.0
+        self.glued = False
+        self.prev_end = c.start + len(wave)
         return c
 
     def pop(self, final: bool) -> Iterator[Chunk]:
@@ -149,25 +162,22 @@ class _Splitter:
                     end = s + a
                     break
             if end is not None and end - s <= self.max:
-                a = 0 if self.glued else max(0, s - self.margin)
-                self.glued = False
+                a = self._left(s)
                 yield self._chunk(a, end + self.margin, math.inf)
                 self._drop(end)
                 continue
             if n - s <= self.max:  # the speech may still end within max_chunk
                 if not final:
                     return
-                a = 0 if self.glued else max(0, s - self.margin)
-                self.glued = False
+                a = self._left(s)
                 last = int(np.flatnonzero(~silent)[-1]) + 1 if (~silent).any() else n
                 yield self._chunk(a, last + self.margin + 1, math.inf)
                 self._drop(n)
                 return
             # Longer than max_chunk without a pause of min_silence: split at the longest short pause.
-            a = 0 if self.glued else max(0, s - self.margin)
+            a = self._left(s)
             lo, hi = a + self.max // 2, a + self.max
             pauses = [(b - p, p, b) for p, b in _runs(silent[lo:hi]) if b - p >= self.split_sil]
-            self.glued = False
             if pauses:
                 _, p, b = max(pauses)
                 cut = lo + (p + b) // 2
