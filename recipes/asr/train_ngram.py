@@ -3,15 +3,19 @@
 Word model for lexicon decoding (also writes the lexicon built from its vocabulary), character model for
 lexicon-free decoding; optional perplexity and OOV rate on evaluation text (text files or manifests' "text"):
 
-    python recipes/asr/train_ngram.py --text ~/speechdraw-runs/data/synth/lm_train.txt \\
+    python recipes/asr/train_ngram.py --text ~/speechdraw-runs/data/lm/lm_train.txt \\
         --out ~/speechdraw-runs/lm/word4.arpa --ngram.order 4 --ngram.prune 0,0,1 \\
         --lexicon ~/speechdraw-runs/lm/lexicon.txt \\
         --eval ~/speechdraw-runs/data/synth/dev.jsonl,~/speechdraw-runs/data/synth/test.jsonl
     python recipes/asr/train_ngram.py --text ~/speechdraw-runs/data/synth/lm_train.txt \\
         --out ~/speechdraw-runs/lm/char6.arpa --ngram.units char --ngram.order 6
 
-The training text must not contain evaluation sentences (the synthetic-speech builder writes lm_train.txt with every
-dev/test sentence removed). Flashlight's KenLM reads orders <= 6; higher orders are for perplexity studies.
+The word LM's default text is data_prep/lm_text.py's lm_train.txt: the corpus's Bible text plus WordNet's example
+sentences and definitions, chatterbot-corpus dialogue and The Devil's Dictionary, every dev/test sentence removed; the
+character LM trains on the Bible text the audio is spoken from (the synthetic-speech builder's lm_train.txt). The
+training text must not contain evaluation sentences: an --eval file with sentences in it is reported (a warning, and
+"in_training_text" in the report).
+Flashlight's KenLM reads orders <= 6; higher orders are for perplexity studies.
 Prints (and with --report writes as JSON) training time, vocabulary size, n-grams per order, discounts, ARPA size.
 """
 
@@ -44,6 +48,13 @@ def main(argv=None) -> dict:
     if not cfg.text:
         raise SystemExit("give the training text with --text")
     sentences = read_sentences(os.path.expanduser(p) for p in cfg.text)
+    evals = {path: read_sentences([os.path.expanduser(path)]) for path in cfg.eval}
+    train_set = set(sentences)
+    overlap = {path: sum(s in train_set for s in set(ev)) for path, ev in evals.items()}
+    for path, n in overlap.items():  # a perplexity on sentences the model was trained on flatters it
+        if n:
+            print(f"warning: {path}: {n} of its sentences are in the training text; its perplexity is optimistic "
+                  f"(data_prep/lm_text.py removes them)", file=sys.stderr)
     lm = train_ngram(sentences, cfg.ngram)
     s = lm.stats
     print(f"trained {cfg.ngram.units} {lm.order}-gram on {s['sentences']} sentences ({s['tokens']} units) "
@@ -64,11 +75,12 @@ def main(argv=None) -> dict:
         n = write_lexicon(lm.words(), os.path.expanduser(cfg.lexicon))
         print(f"wrote lexicon {cfg.lexicon} ({n} words)")
         report["lexicon"], report["lexicon_words"] = cfg.lexicon, n
-    for path in cfg.eval:
-        ev = lm.evaluate(read_sentences([os.path.expanduser(path)]))
+    for path, ev_sentences in evals.items():
+        ev = lm.evaluate(ev_sentences)
         print(f"{path}: {ev.sentences} sentences, OOV rate {100 * ev.oov_rate:.2f}%, perplexity {ev.perplexity:.2f} "
               f"(with OOVs as <unk>: {ev.perplexity_with_oov:.2f})")
-        report["eval"][path] = {"sentences": ev.sentences, "units": ev.units, "oov_rate": ev.oov_rate,
+        report["eval"][path] = {"sentences": ev.sentences, "in_training_text": overlap[path],
+                                "units": ev.units, "oov_rate": ev.oov_rate,
                                 "perplexity": ev.perplexity, "perplexity_with_oov": ev.perplexity_with_oov}
     if cfg.report:
         Path(cfg.report).write_text(json.dumps(report, indent=2) + "\n")
