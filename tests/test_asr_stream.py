@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 from asr_fixtures import write_audio
 
+from speechdraw.asr import stream
 from speechdraw.asr.audio import AudioError, load_audio
 from speechdraw.asr.stream import stream_array, stream_audio
 
@@ -22,26 +24,52 @@ def test_blocks_equal_whole_file(tmp_path, sr, subtype, channels, fmt):
     whole = load_audio(path).numpy()  # (T,) 16 kHz
     for block_seconds in (0.7, 2.0, 30.0):
         blocks = list(stream_audio(path, block_seconds=block_seconds))
-        assert len(blocks) == -(-len(whole) // int(block_seconds * 16_000)) or block_seconds == 0.7
+        size = round(block_seconds * 16_000)  # every rate here has a whole number of periods in these blocks
+        assert [len(b) for b in blocks[:-1]] == [size] * (len(blocks) - 1) and 0 < len(blocks[-1]) <= size
+        assert len(blocks) == -(-len(whole) // size)
         got = np.concatenate(blocks)
         assert got.dtype == np.float32 and got.shape == whole.shape
         tol = 1e-4 if fmt == "MP3" else 1e-5  # MP3 goes through 16-bit integers (see stream.py)
         assert np.abs(got - whole).max() < tol, (block_seconds, np.abs(got - whole).max())
 
 
-def test_mp3_cannot_be_read_in_parts_here(tmp_path):
-    """Why stream_audio decodes MP3 in one read: with this libsndfile, the second read of an MP3 returns samples that
-    differ grossly from decoding the file in one read (which matches the signal written). If this ever fails, the
-    workaround in speechdraw/asr/stream.py can go."""
-    import soundfile as sf
-
-    path = tmp_path / "a.mp3"
-    write_audio(path, 3.0, 16_000, fmt="MP3", subtype="MPEG_LAYER_III")
+@pytest.mark.parametrize("sr,subtype,fmt", [(16_000, "PCM_16", "WAV"), (22_050, "PCM_24", "FLAC"),
+                                            (32_000, "VORBIS", "OGG"), (24_000, "MPEG_LAYER_III", "MP3"),
+                                            (44_100, "MPEG_LAYER_III", "MP3")])
+def test_probe_tells_which_files_must_be_decoded_whole(tmp_path, monkeypatch, sr, subtype, fmt):
+    """reads_in_parts agrees with reading a real file in parts and in one go (libsndfile 1.2.2 gets MP3 wrong after
+    the first read; a fixed libsndfile makes both sides True), and stream_audio decodes whole exactly those files."""
+    path = tmp_path / f"a.{fmt.lower()}"
+    write_audio(path, 3.0, sr, fmt=fmt, subtype=subtype)
     whole, _ = sf.read(str(path), dtype="float32")
     with sf.SoundFile(str(path)) as f:
-        parts = [f.read(8000, dtype="float32") for _ in range(6)]
-    assert np.abs(parts[0] - whole[:8000]).max() < 1e-6
-    assert np.abs(np.concatenate(parts)[:len(whole)] - whole).max() > 0.1
+        parts = np.concatenate([f.read(8000, dtype="float32") for _ in range(-(-len(whole) // 8000) + 1)])
+    in_parts = parts.shape == whole.shape and np.array_equal(parts, whole)
+    assert stream.reads_in_parts(fmt, subtype, sr) == in_parts
+    opened = []
+
+    class Spy(stream._WholeFile):
+        def __init__(self, f, p):
+            opened.append(p)
+            super().__init__(f, p)
+
+    monkeypatch.setattr(stream, "_WholeFile", Spy)
+    list(stream_audio(path, block_seconds=1.0))
+    assert opened == ([] if in_parts else [path])
+
+
+def test_whole_file_fallback_gives_the_same_blocks(tmp_path, monkeypatch):
+    """The fallback path (decode whole, then stream from memory), taken here for formats that read fine in parts,
+    gives the blocks the streaming path gives."""
+    for sr, fmt, subtype in [(16_000, "WAV", "PCM_16"), (48_000, "FLAC", "PCM_16")]:
+        path = tmp_path / f"a.{fmt.lower()}"
+        write_audio(path, 4.1, sr, fmt=fmt, subtype=subtype, channels=2)
+        streamed = list(stream_audio(path, block_seconds=0.7))
+        monkeypatch.setattr(stream, "reads_in_parts", lambda *a: False)
+        whole = list(stream_audio(path, block_seconds=0.7))
+        monkeypatch.undo()
+        assert [len(b) for b in whole] == [len(b) for b in streamed]
+        assert np.abs(np.concatenate(whole) - np.concatenate(streamed)).max() < 1e-6
 
 
 def test_array_stream_matches_file(tmp_path):

@@ -9,16 +9,23 @@ both sides of the block that the output equals resampling the whole file (the re
 input samples; a block boundary falls on a whole period of the rate ratio, so every block starts on an output sample).
 Memory is a few blocks, however long the file.
 
-MP3 is the exception: libsndfile 1.2.2 (the one bundled with soundfile here) decodes MP3 correctly only in a single
-read; every read after the first returns wrong samples (tests/test_asr_stream.py shows it). An MP3 is therefore
-decoded whole, as 16-bit integers (2 bytes per sample and channel: about 300 MB for an hour of 44.1 kHz stereo), and
-then streamed from memory; convert very long MP3s to FLAC for bounded memory.
+Some libsndfile builds decode a format correctly only in a single read: with libsndfile 1.2.2 (the one bundled with
+soundfile 0.13-0.14), every read of an MP3 after the first returns wrong samples. Whether the libsndfile in use has
+such a bug is found out at run time, once per format, subtype and rate (`reads_in_parts`: a one-second file written in
+memory and read both ways). A file the probe says cannot be read in parts is decoded whole, as 16-bit integers (2 bytes
+per sample and channel: about 300 MB for an hour of 44.1 kHz stereo), and then streamed from memory; convert very long
+MP3s to FLAC for bounded memory with such a libsndfile.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+import os
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +40,42 @@ def _resample_np(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     import torch
 
     return resample(torch.from_numpy(np.ascontiguousarray(x)), orig_sr, target_sr).numpy()
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (the decoder libraries print to it directly while the probe makes them fail)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@functools.cache
+def reads_in_parts(fmt: str, subtype: str, sample_rate: int) -> bool:
+    """Whether this libsndfile decodes `fmt`/`subtype` audio at `sample_rate` correctly when it is read in several
+    parts: a second of a tone in noise, written in memory, read in one go and in 3000-frame parts, must give the same
+    samples. A combination libsndfile cannot write cannot be probed and is taken to read correctly."""
+    rng = np.random.default_rng(0)
+    t = np.arange(sample_rate) / sample_rate
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(sample_rate)).astype(np.float32)
+    buf = io.BytesIO()
+    try:
+        sf.write(buf, x, sample_rate, format=fmt, subtype=subtype)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return True
+    with _quiet_stderr():
+        buf.seek(0)
+        whole = sf.read(buf, dtype="float32")[0]
+        buf.seek(0)
+        with sf.SoundFile(buf) as f:
+            parts = np.concatenate([f.read(3000, dtype="float32") for _ in range(-(-len(whole) // 3000) + 1)])
+    return parts.shape == whole.shape and bool(np.array_equal(parts, whole))
 
 
 class _WholeFile:
@@ -76,7 +119,7 @@ def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise AudioError(path, f"unreadable audio ({e})") from None
-    if f.format == "MP3":
+    if not reads_in_parts(f.format, f.subtype, f.samplerate):
         f = _WholeFile(f, path)
     with f:
         buf = np.zeros(0, dtype=np.float32)  # raw mono samples from buf_start
