@@ -33,7 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="audio files, directories (searched recursively for audio files) or - (read paths from stdin, "
                         "one per line)")
-    p.add_argument("--model", required=True, help="speech release directory (recipes/asr/train.py or export.py)")
+    p.add_argument("--model", default=None, help="model name (`speechdraw models list`), speech release directory "
+                   "(recipes/asr/train.py or export.py), release archive or its URL (default: the default speech "
+                   "model, asr-en-synth unless models/registry.json names another)")
     p.add_argument("--lm", help="ARPA n-gram for beam search: word-level with --lexicon, character-level without "
                                 "(default: the release's tuned decoder, if it has one)")
     p.add_argument("--lexicon", help="lexicon file (word<TAB>w o r d) for lexicon-constrained beam search")
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.segment import SegmentConfig
     from speechdraw.asr.transcribe import Transcriber
     from speechdraw.asr.writers import FORMATS, WRITERS
+    from speechdraw.models import resolve_model
 
     formats = FORMATS if args.format == "all" else (args.format,)
     if args.output_dir is None and len(formats) > 1:
@@ -107,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
         print("speechdraw transcribe: no audio files found in the inputs", file=sys.stderr)
         return 2
     try:
-        tr = Transcriber(args.model, device=args.device, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight,
+        model = resolve_model(args.model, kind="asr")  # a name, directory, archive or URL; None: the default
+        tr = Transcriber(model, device=args.device, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight,
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
                          segment=SegmentConfig(max_chunk=args.max_chunk))

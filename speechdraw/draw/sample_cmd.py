@@ -11,8 +11,9 @@ import time
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="DRAW release directory (RUN/release, with model.pt and "
-                                                  "config.json) (required)")
+    p.add_argument("--model", default=None, help="model name (`speechdraw models list`), DRAW release directory "
+                   "(RUN/release, with model.pt and config.json), release archive or its URL (default: the default "
+                   "DRAW model, draw-mnist unless models/registry.json names another)")
     p.add_argument("--out", required=True, help="output directory (required)")
     p.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
@@ -38,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
 
     from speechdraw.draw.sample import _labels, load_draw, load_images_for, reconstruct, sample
     from speechdraw.engine.release import ReleaseError
+    from speechdraw.models import resolve_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, release = load_draw(args.model, args.device)
+        model, release = load_draw(resolve_model(args.model, kind="draw"), args.device)
         t0 = time.perf_counter()
         if args.reconstruct:
             images, labels, what = load_images_for(model, release, args.reconstruct, args.data)
