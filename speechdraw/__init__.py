@@ -10,7 +10,11 @@ def __getattr__(name: str):
         from speechdraw.asr import transcribe as _t
 
         return getattr(_t, name)
+    if name == "load_model":
+        from speechdraw.models import load_model
+
+        return load_model
     raise AttributeError(f"module 'speechdraw' has no attribute {name!r}")
 
 
-__all__ = ["Transcriber", "__version__", "transcribe"]
+__all__ = ["Transcriber", "__version__", "load_model", "transcribe"]

@@ -18,6 +18,8 @@ from speechdraw import __version__
 
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     # (name, add_arguments, run, help)
+    ("models", "speechdraw.models_cmd:add_arguments", "speechdraw.models_cmd:run",
+     "list, describe, download (pull), locate and remove models by name"),
     ("sample", "speechdraw.draw.sample_cmd:add_arguments", "speechdraw.draw.sample_cmd:run",
      "draw images with a trained DRAW model: PNG grid, GIF of the glimpses, reconstructions"),
     ("transcribe", "speechdraw.asr.transcribe_cmd:add_arguments", "speechdraw.asr.transcribe_cmd:run",

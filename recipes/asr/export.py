@@ -14,6 +14,15 @@ its settings, its LM and lexicon (or --lm / --lexicon instead), and with --rnnlm
         --decoder ~/speechdraw-runs/lm/interim-release/decoder.json --rnnlm ~/speechdraw-runs/lm/rnnlm/release
 
 Weights tuned for one acoustic model are only a starting point for another: rerun tune_decoder.py on the new release.
+
+With --archive it also writes a release archive to share or ship (speechdraw/models.py): weights as safetensors stored
+in fp16 (or bf16; fp32 again when loaded), every file of the release (decoder, LMs, lexicon), and a model card
+(card.json + README.md) with what the model has and has not heard, the figures of the --record files measured on it,
+and how to train a better one. --release archives an existing release as it is:
+
+    python recipes/asr/export.py --release ~/speechdraw-runs/asr-v45/release --archive models/asr-en-synth.tar.gz \
+        --record bench/results/asr_quality.json --record bench/results/asr_decode.json --registry models/registry.json
+    speechdraw models pull models/asr-en-synth.tar.gz && speechdraw transcribe talk.wav --model asr-en-synth
 """
 
 from __future__ import annotations
@@ -26,6 +35,42 @@ from pathlib import Path
 from speechdraw.asr.beam import BeamConfig
 from speechdraw.asr.release import add_decoder, export_checkpoint, load_speech_release
 from speechdraw.engine.checkpoint import CheckpointManager, load_checkpoint
+from speechdraw.models import ModelError, add_archive_arguments, archive_from_args
+
+CARD = {
+    "name": "asr-en-synth",
+    "description": "English speech recognition: BiLSTM-CTC acoustic model with its tuned beam-search decoder",
+    "trained_on": "synthetic English speech spoken by espeak-ng (data_prep/synth_speech.py): World English Bible "
+                  "sentences, 7 accents x 45 voice variants, with speed perturbation, VTLP and SpecAugment",
+    "has_seen": "synthetic espeak-ng English with augmentation; read sentences in Bible English",
+    "has_not_seen": "human speech of any kind (not trained on human speech), noisy or far-field recordings, "
+                    "conversation, other languages: expect far higher error rates on real recordings",
+    "licence": "text: World English Bible (public domain); audio synthesised with espeak-ng (GPL-3.0 software)",
+    "train_better": "Train on a real corpus: python data_prep/librispeech.py --root ~/corpora --download --out "
+                    "~/speechdraw-runs/data/librispeech (or data_prep/commonvoice.py, or data_prep/folder.py for any "
+                    "folder of audio + transcripts), then python recipes/asr/train.py --preset gpu --data.train "
+                    "TRAIN.jsonl --data.dev DEV.jsonl --train.run_dir RUN (recipes/asr/README.md), an n-gram LM on "
+                    "in-domain text (recipes/asr/train_ngram.py), recipes/asr/tune_decoder.py on the dev set, and "
+                    "this script with --archive.",
+}
+# Figures a card takes from each benchmark record, by the record's name: label -> dotted key under "figures".
+FIGURES = {
+    "asr_quality": {"test CER, greedy": "test_cer", "test WER, greedy": "test_wer",
+                    "test_accent CER, greedy": "test_accent_cer", "test utterances": "test_utterances"},
+    "asr_decode": {"test WER, greedy": "test.greedy.wer", "test WER, beam + word n-gram": "test.beam_word_ngram.wer",
+                   "test WER, beam + word n-gram + LSTM rescoring": "test.beam_word_ngram_lstm.wer",
+                   "test_accent WER, beam + word n-gram": "test_accent.beam_word_ngram.wer",
+                   "test utterances": "test.utterances"},
+}
+
+
+def headline(records: list[dict]) -> str:
+    figures = {r["record"]: r["figures"] for r in records}
+    wer = figures.get("asr_decode", {}).get("test WER, beam + word n-gram")
+    if wer is not None:
+        return f"test WER {100 * wer:.2f}% (beam + word n-gram, synthetic speech)"
+    cer = figures.get("asr_quality", {}).get("test CER, greedy")
+    return f"test CER {100 * cer:.2f}% (greedy, synthetic speech)" if cer is not None else ""
 
 
 def main(argv=None) -> Path:
@@ -33,17 +78,27 @@ def main(argv=None) -> Path:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a resume checkpoint file (ckpt-*.pt or best.pt)")
     src.add_argument("--run", help="a run directory: take --which checkpoint from its checkpoints/")
+    src.add_argument("--release", help="an existing release directory: only write its --archive")
     ap.add_argument("--which", choices=["best", "latest"], default="best", help="with --run (default: best)")
     ap.add_argument("--weights", choices=["auto", "ema", "model"], default="auto",
                     help="EMA average or raw weights; auto = EMA when the run kept one (default: auto)")
-    ap.add_argument("--out", required=True, help="release directory to write (required)")
+    ap.add_argument("--out", default=None, help="release directory to write (required unless --release)")
     ap.add_argument("--decoder", default=None, help="decoder.json with beam-search settings; its lexicon/lm paths "
                     "are relative to its directory (default: none, greedy only)")
     ap.add_argument("--lm", default=None, help="with --decoder: this ARPA file instead of the one it names")
     ap.add_argument("--lexicon", default=None, help="with --decoder: this lexicon instead of the one it names "
                     "('' for lexicon-free)")
     ap.add_argument("--rnnlm", default=None, help="LSTM LM release directory for N-best rescoring (default: none)")
+    add_archive_arguments(ap, CARD)
     args = ap.parse_args(argv)
+    if args.release:
+        if args.out or args.decoder or not args.archive:
+            ap.error("--release takes an existing release as it is: give --archive, not --out or --decoder")
+        load_speech_release(args.release)  # refuse what inference could not load
+        archive_from_args(args, args.release, FIGURES, headline)
+        return Path(args.release)
+    if not args.out:
+        ap.error("--out is required with --checkpoint or --run")
     if (args.lm is not None or args.lexicon is not None or args.rnnlm) and not args.decoder:
         ap.error("--lm/--lexicon/--rnnlm need --decoder: the tuned beam settings they go with (rescoring "
                  "re-ranks the beam's N-best list)")
@@ -73,8 +128,13 @@ def main(argv=None) -> Path:
         print(f"beam search: {asr.beam_config.mode}, lm_weight {asr.beam_config.lm_weight}, word_score "
               f"{asr.beam_config.word_score}, sil_score {asr.beam_config.sil_score}; rescoring "
               f"{'weight ' + str(asr.beam_config.rescore_weight) if asr.rescorer_dir else 'none'}")
+    if args.archive:
+        archive_from_args(args, out, FIGURES, headline)
     return out
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except ModelError as e:
+        raise SystemExit(f"recipes/asr/export.py: error: {e}") from e

@@ -166,9 +166,10 @@ def load_speech_release(path: str | os.PathLike, device: str | torch.device = "c
 def _load_decoder(release_dir: Path) -> tuple[BeamConfig | None, Path | None]:
     """decoder.json (paths made absolute, every named file present) and rnnlm/, when the release has them."""
     rescorer_dir = release_dir / RESCORER_DIR
-    if rescorer_dir.exists() and not all((rescorer_dir / f).is_file() for f in ("model.pt", "config.json",
-                                                                                   "vocab.txt")):
-        raise ReleaseError(f"{rescorer_dir}: incomplete LSTM LM release (needs model.pt, config.json, vocab.txt)")
+    if rescorer_dir.exists() and not (all((rescorer_dir / f).is_file() for f in ("config.json", "vocab.txt"))
+                                      and any((rescorer_dir / f).is_file() for f in ("model.pt", "model.safetensors"))):
+        raise ReleaseError(f"{rescorer_dir}: incomplete LSTM LM release (needs model.pt or model.safetensors, "
+                           f"config.json, vocab.txt)")
     rescorer = rescorer_dir.resolve() if rescorer_dir.exists() else None
     path = release_dir / DECODER_FILE
     if not path.is_file():

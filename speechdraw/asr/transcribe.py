@@ -7,6 +7,7 @@ over this.
     ts = speechdraw.transcribe(["a.wav", "b.mp3"], model=..., lm="lm/word4.arpa", lexicon="lm/lexicon.txt")
 
     tr = speechdraw.Transcriber("runs/asr-tiny/release", device="cpu", batch_size=8)
+    tr = speechdraw.Transcriber.from_pretrained("asr-en-synth")   # by name (`speechdraw models list`)
     for t in tr.iter_transcribe(paths):                   # one Transcript per path, in order, as each finishes
         print(t.path, t.error or t.text)
 
@@ -121,6 +122,14 @@ class Transcriber:
                                    else self.beam_config.rescore_weight or 0.5)
             self.rescore_bonus = self.beam_config.rescore_length_bonus
         self.description = self._describe(rescore_lm)
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike | None = None, **options) -> Transcriber:
+        """A Transcriber for a model name (`speechdraw models list`; None: the default speech model), release
+        directory, release archive or archive URL (speechdraw.models.resolve_model). `options` as for __init__."""
+        from speechdraw.models import resolve_model
+
+        return cls(resolve_model(name, kind="asr"), **options)
 
     # ------------------------------------------------------------------------------------------------- setup
 

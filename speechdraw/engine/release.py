@@ -1,6 +1,7 @@
 """Releases: what inference loads. A directory, never a pickle.
 
     <release>/model.pt      plain state dict of tensors (loaded with weights_only=True, strict=True by the caller)
+      or model.safetensors  the same in safetensors (released archives: fp16/bf16 stored, fp32 when loaded)
     <release>/config.json   {"format_version", "kind", "model": {...}, "metrics": {...}, "git_commit", "created", ...}
     <release>/<other files> recipe-specific: tokens.txt, feature statistics, LMs, decoder settings...
 
@@ -93,13 +94,14 @@ def save_release(out_dir: str | os.PathLike, state_dict: dict, model_config: dic
 def load_release(path: str | os.PathLike, *, kind: str | None = None, map_location="cpu") -> Release:
     """Read a release directory (or its model.pt / config.json); errors name the path and what is wrong."""
     p = Path(path)
-    if p.is_file() and p.name in ("model.pt", "config.json"):
+    if p.is_file() and p.name in ("model.pt", "model.safetensors", "config.json"):
         p = p.parent
     if not p.exists():
         raise ReleaseError(f"{p}: no such model (expected a release directory with model.pt and config.json)")
     if not p.is_dir():
         raise ReleaseError(f"{p}: a model is a release directory with model.pt and config.json, not a single file")
-    cfg_path, weights_path = p / "config.json", p / "model.pt"
+    cfg_path = p / "config.json"
+    weights_path = p / "model.safetensors" if (p / "model.safetensors").is_file() else p / "model.pt"
     for f in (cfg_path, weights_path):
         if not f.is_file():
             raise ReleaseError(f"{p}: not a speechdraw release: {f.name} is missing")
@@ -112,10 +114,25 @@ def load_release(path: str | os.PathLike, *, kind: str | None = None, map_locati
                            f"supports ({RELEASE_FORMAT_VERSION}); upgrade speechdraw")
     if kind is not None and config.get("kind") != kind:
         raise ReleaseError(f"{p}: this is a {config.get('kind')!r} model, but a {kind!r} model is needed")
-    try:
-        state_dict = safe_load(weights_path, map_location=map_location)
-    except CheckpointError as e:
-        raise ReleaseError(str(e)) from e
+    state_dict = load_weights(weights_path, map_location=map_location)
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ReleaseError(f"{weights_path}: expected a plain state dict of tensors")
     return Release(dir=p, state_dict=state_dict, config=config)
+
+
+def load_weights(path: Path, map_location="cpu") -> dict:
+    """model.pt (torch.load weights-only) or model.safetensors; floating tensors come back as float32 whatever their
+    stored precision (released archives store fp16 or bf16)."""
+    if path.suffix != ".safetensors":
+        try:
+            return safe_load(path, map_location=map_location)
+        except CheckpointError as e:
+            raise ReleaseError(str(e)) from e
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state_dict = load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ReleaseError(f"{path}: unreadable or truncated safetensors file ({str(e).splitlines()[0]})") from e
+    return {k: (v.float() if v.is_floating_point() else v).to(map_location) for k, v in state_dict.items()}
