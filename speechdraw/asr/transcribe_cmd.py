@@ -6,9 +6,10 @@
         --output-dir subs/
 
 Output files mirror the inputs' paths relative to their common parent directory, so a/x.wav and b/x.wav become
-out/a/x.txt and out/b/x.txt; two inputs in one directory that differ only in extension (x.wav, x.mp3) keep it
-(x.wav.txt, x.mp3.txt). Without --output-dir the chosen format goes to stdout (JSON as one object per line for
-several files; other formats under a `==> path <==` header per file).
+out/a/x.txt and out/b/x.txt; inputs in one directory whose names would clash keep their extension (x.wav, x.mp3 ->
+x.wav.txt, x.mp3.txt; with x.wav.flac beside them, x.wav.flac.txt), so no two inputs share an output file. Without
+--output-dir the chosen format goes to stdout (JSON as one object per line for several files; other formats under a
+`==> path <==` header per file).
 
 A file that cannot be transcribed (unreadable, empty, no samples) is reported on stderr by name with the reason; the
 others are still transcribed. Exit status 0 only if every file succeeded (1 otherwise, 2 for bad arguments), after a
@@ -24,8 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-                              ".au", ".snd", ".w64", ".rf64", ".caf", ".sph", ".nist", ".wv"})
+# Extensions searched for in directories, each with the libsndfile format that reads it (all in
+# soundfile.available_formats(); WavPack, .wv, is not among them).
+AUDIO_FORMATS = {".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG",
+                 ".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".au": "AU", ".snd": "AU",
+                 ".w64": "W64", ".rf64": "RF64", ".caf": "CAF", ".sph": "NIST", ".nist": "NIST"}
+AUDIO_EXTENSIONS = frozenset(AUDIO_FORMATS)
 FORMAT_CHOICES = ("txt", "json", "srt", "vtt", "tsv", "all")
 
 
@@ -87,9 +92,19 @@ def output_stems(paths: list[Path]) -> list[Path]:
         return []
     root = Path(os.path.commonpath([str(p.parent) for p in absolute]))
     rel = [p.relative_to(root) for p in absolute]
-    stems = [r.with_suffix("") for r in rel]
-    clash = {s for s in stems if stems.count(s) > 1}
-    return [r if s in clash else s for r, s in zip(rel, stems)]  # x.wav + x.mp3 -> x.wav.*, x.mp3.*
+    names = [r.with_suffix("") for r in rel]  # x.wav -> x
+    # Inputs whose names clash keep their extension (x.wav + x.mp3 -> x.wav.*, x.mp3.*); that may clash again with
+    # another's stem (x.wav.flac -> x.wav), which then keeps its extension too, until every name is unique. The full
+    # relative paths are unique (inputs are deduplicated), so this ends.
+    while True:
+        seen: dict[Path, int] = {}
+        for n in names:
+            seen[n] = seen.get(n, 0) + 1
+        clash = [i for i, n in enumerate(names) if seen[n] > 1 and n != rel[i]]
+        if not clash:
+            return names
+        for i in clash:
+            names[i] = rel[i]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.segment import SegmentConfig
     from speechdraw.asr.transcribe import Transcriber
     from speechdraw.asr.writers import FORMATS, WRITERS
+    from speechdraw.engine.release import ReleaseError
     from speechdraw.models import resolve_model
 
     formats = FORMATS if args.format == "all" else (args.format,)
@@ -115,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
                          segment=SegmentConfig(max_chunk=args.max_chunk))
-    except (OSError, ValueError) as e:
-        print(f"speechdraw transcribe: {e}", file=sys.stderr)
+    except (ReleaseError, OSError, ValueError) as e:  # a bad --model, --lm, --lexicon, --device ...: one line
+        print(f"speechdraw transcribe: error: {e}", file=sys.stderr)
         return 2
     stems = output_stems(paths)
     total = 0.0
