@@ -46,9 +46,11 @@ def split_withdrawn(figures: dict, path: str = "") -> tuple[dict, list[tuple[str
 
 
 def _withdrawn_line(where: str, w: dict) -> str:
-    rest = {k: v for k, v in w.items() if k != "reason"}
+    """One line: where, why, and the withdrawn values (a whole record's old figures are only pointed to)."""
+    rest = {k: v for k, v in w.items() if k not in ("reason", "figures")}
     return (f"- **withdrawn** ({where}): {w.get('reason', 'no reason given')}"
-            + (f". Not to be quoted: {_fmt(rest)}" if rest else ""))
+            + (f". Not to be quoted: {_fmt(rest)}" if rest else "")
+            + ("; the old figures stay in the JSON under withdrawn.figures" if "figures" in w else ""))
 
 
 def render(records: list[dict]) -> str:

@@ -116,6 +116,6 @@ def test_benchmarks_md_renders_withdrawn_figures_as_withdrawn():
     table = md.split("Withdrawn")[0]
     assert "69.21" not in table  # a withdrawn figure never appears in the figures table
     assert "first 2,000 images are digits 0 and 1" in md and "attention" in md.split("Withdrawn")[1]
-    whole = dict(base, figures={}, withdrawn={"reason": "measured from a resumed run", "old_figures": {"ppl": 69.9}})
+    whole = dict(base, figures={}, withdrawn={"reason": "measured from a resumed run", "figures": {"ppl": 69.9}})
     md = make_benchmarks_md.render([whole])
-    assert "measured from a resumed run" in md and "| figure | value |" not in md
+    assert "measured from a resumed run" in md and "| figure | value |" not in md and "69.9" not in md
