@@ -68,7 +68,7 @@ def evaluate_manifest(asr, manifest: str | Path, *, batch_seconds: float = 600.0
                 hyps = asr.decode(log_probs, out_lens, d)
             decode[d] += time.perf_counter() - t0
             if word_timings:
-                align_words(hyps, log_probs, out_lens, asr.tokens, asr.frame_shift)
+                align_words(hyps, log_probs, out_lens, asr.tokens, asr.step_times)
             for i, h in zip(idx, hyps):
                 w, c = rates[d].add(entries[i].text, h.text)
                 if per_utt:

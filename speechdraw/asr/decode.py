@@ -1,7 +1,8 @@
 """CTC decoding: greedy (best path) hypotheses, and word timings with confidences from a forced alignment.
 
     hyps = greedy_decode(log_probs, out_lens, tokens)             # one Hypothesis per utterance
-    words = word_alignments(log_probs[b, :out_lens[b]], hyps[b].tokens, tokens, frame_shift=0.04)
+    times = StepTimes.of(feature_config, stack=4)                  # output step -> seconds
+    words = word_alignments(log_probs[b, :out_lens[b]], hyps[b].tokens, tokens, times)
 
 A Hypothesis carries token ids (token-set ids, no blank), the output frame at which each token was emitted, the text
 and, once aligned, its words. Beam search (the language-model issue) returns the same type.
@@ -9,6 +10,11 @@ and, once aligned, its words. Beam search (the language-model issue) returns the
 Word timings: the decoded token sequence is force-aligned to the posteriors (torchaudio.functional.forced_align, a
 Viterbi pass over the CTC graph), which gives every token a span of frames; a word runs from its first token's first
 frame to its last token's last frame. A word's confidence is the mean posterior of its tokens' aligned frames.
+
+Output steps become seconds in one place, StepTimes: step t stands for the stretch of audio around the centre of the
+analysis windows it was computed from, [offset + t * shift, offset + (t + 1) * shift), where shift = hop x stack and
+offset = (n_fft - hop) / 2 (FeatureConfig.frame_offset: 11 ms for 25 ms windows in a 512-point FFT at a 10 ms hop).
+Word timings, and the subtitle segments built from them, all go through it.
 """
 
 from __future__ import annotations
@@ -18,8 +24,25 @@ from dataclasses import dataclass, field
 import torch
 import torchaudio.functional as AF
 
+from speechdraw.asr.features import FeatureConfig
 from speechdraw.asr.model import BLANK, from_output_ids, to_output_ids
 from speechdraw.asr.text import TokenSet
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Model output step t stands for [offset + t * shift, offset + (t + 1) * shift) seconds of its input."""
+
+    shift: float  # seconds per output step: hop x stacked frames
+    offset: float  # seconds: FeatureConfig.frame_offset
+
+    @classmethod
+    def of(cls, features: FeatureConfig, stack: int) -> StepTimes:
+        return cls(features.hop / features.sample_rate * stack, features.frame_offset)
+
+    def __call__(self, step: int) -> float:
+        """Where step `step` starts (seconds); step + 1 gives where it ends."""
+        return self.offset + step * self.shift
 
 
 @dataclass
@@ -61,7 +84,7 @@ def greedy_decode(log_probs: torch.Tensor, out_lens: torch.Tensor, tokens: Token
 
 
 def word_alignments(log_probs: torch.Tensor, token_ids: list[int], tokens: TokenSet,
-                    frame_shift: float) -> list[Word]:
+                    times: StepTimes) -> list[Word]:
     """Words of `token_ids` with start/end times and confidences, from (T, V) log-probabilities of one utterance.
 
     Word boundaries are the space token for character sets; for unit sets (phones) every token is a "word"."""
@@ -92,13 +115,13 @@ def word_alignments(log_probs: torch.Tensor, token_ids: list[int], tokens: Token
         text = tokens.decode([t for t, _ in w])
         frames = sum(s.end - s.start for _, s in w)
         conf = sum(s.score * (s.end - s.start) for _, s in w) / max(frames, 1)
-        out.append(Word(text, w[0][1].start * frame_shift, w[-1][1].end * frame_shift, float(conf)))
+        out.append(Word(text, times(w[0][1].start), times(w[-1][1].end), float(conf)))  # span.end: exclusive
     return out
 
 
 def align_words(hyps: list[Hypothesis], log_probs: torch.Tensor, out_lens: torch.Tensor, tokens: TokenSet,
-                frame_shift: float) -> list[Hypothesis]:
+                times: StepTimes) -> list[Hypothesis]:
     """Fill in `words` of each hypothesis (in place) and return the list."""
     for b, h in enumerate(hyps):
-        h.words = word_alignments(log_probs[b, :int(out_lens[b])], h.tokens, tokens, frame_shift)
+        h.words = word_alignments(log_probs[b, :int(out_lens[b])], h.tokens, tokens, times)
     return hyps

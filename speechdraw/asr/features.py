@@ -81,6 +81,14 @@ class FeatureConfig:
     def n_fft(self) -> int:
         return 1 << (self.win - 1).bit_length()  # next power of two: 400 samples -> 512-point FFT
 
+    @property
+    def frame_offset(self) -> float:
+        """Seconds from t * hop to the start of the stretch of audio frame t stands for. Frame t is centred at
+        t*hop + n_fft/2 (center=False) and stands for the hop-long stretch around its centre, which starts
+        (n_fft - hop) / 2 samples after t*hop. k stacked frames stand for the k*hop stretch around their mean centre,
+        which starts at the same offset: it holds for model steps too (speechdraw.asr.decode.StepTimes)."""
+        return (self.n_fft - self.hop) / 2 / self.sample_rate
+
     def num_frames(self, num_samples: int) -> int:
         """Frames of an utterance of `num_samples` samples (0 if shorter than one window)."""
         return max(0, (num_samples - self.n_fft) // self.hop + 1)

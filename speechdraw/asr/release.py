@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder
-from speechdraw.asr.decode import Hypothesis, align_words, greedy_decode
+from speechdraw.asr.decode import Hypothesis, StepTimes, align_words, greedy_decode
 from speechdraw.asr.features import FeatureConfig, FeatureExtractor, FeatureStats, pad_waves
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig
 from speechdraw.asr.text import TokenSet, token_set
@@ -59,6 +59,11 @@ class SpeechModel:
     def frame_shift(self) -> float:
         """Seconds per model output frame."""
         return self.feature_config.hop_ms / 1000 * self.model_config.stack
+
+    @property
+    def step_times(self) -> StepTimes:
+        """Output step -> seconds of the input, for word timings (the window-centre offset included)."""
+        return StepTimes.of(self.feature_config, self.model_config.stack)
 
     @property
     def device(self) -> torch.device:
@@ -118,7 +123,7 @@ class SpeechModel:
         log_probs, out_lens = self.log_probs(waves)
         hyps = self.decode(log_probs, out_lens, decoder)
         if word_timings:
-            align_words(hyps, log_probs, out_lens, self.tokens, self.frame_shift)
+            align_words(hyps, log_probs, out_lens, self.tokens, self.step_times)
         return hyps
 
 

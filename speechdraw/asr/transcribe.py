@@ -238,7 +238,7 @@ class Transcriber:
             ranked = [[(h, h.score, None) for h in nb] for nb in self.decoder(log_probs, lens)]
         else:
             ranked = self._rescore(self.decoder(log_probs, lens))  # [[(hypothesis, score, LSTM log-prob)]]
-        shift = self.asr.frame_shift
+        times = self.asr.step_times
         for b, ((f, chunk), nbest) in enumerate(zip(batch, ranked)):
             if f.error is not None:
                 continue
@@ -247,7 +247,7 @@ class Transcriber:
             if not nbest or not nbest[0][0].tokens:
                 continue
             best = nbest[0][0]
-            aligned = word_alignments(log_probs[b, : int(lens[b])], best.tokens, self.asr.tokens, shift)
+            aligned = word_alignments(log_probs[b, : int(lens[b])], best.tokens, self.asr.tokens, times)
             if not aligned:  # cannot happen for paths decoded from these posteriors; keep the words untimed
                 aligned = [Word(w, 0.0, len(chunk.wave) / self.sample_rate, 0.0) for w in best.text.split()]
             lo, hi = chunk.keep
