@@ -17,6 +17,13 @@ from speechdraw.asr.metrics import ErrorRates
 from speechdraw.asr.release import load_speech_release
 from speechdraw.engine.checkpoint import safe_load
 
+# Every waveform augmentation at probability 1 (phone and codec share one draw), a small RIR bank and babble pool.
+AUGMENT_ALL = ["--augment.pitch_prob", "1", "--augment.reverb_prob", "1", "--augment.rir_bank", "4",
+               "--augment.noise_prob", "1", "--augment.noise_kinds", "babble,pink,hum", "--augment.babble_pool", "6",
+               "--augment.eq_prob", "1", "--augment.phone_prob", "0.5", "--augment.codec_prob", "0.5",
+               "--augment.gain_prob", "1", "--augment.clip_prob", "1", "--augment.dc_prob", "1",
+               "--train.num_workers", "1"]
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -79,13 +86,13 @@ def test_tiny_recipe_fits_exports_and_reloads(tmp_path, corpus):
 
 @needs_espeak
 def test_resume_mid_run_repeats_the_same_losses(tmp_path, corpus):
-    """Stop after 3 steps, resume to 7: the losses equal an uninterrupted 7-step run (SpecAugment, speed perturbation
-    and VTLP on, so the restored RNG state matters; the run crosses an epoch boundary with its validation and
-    checkpoint)."""
+    """Stop after 3 steps, resume to 7: the losses equal an uninterrupted 7-step run (SpecAugment, speed perturbation,
+    VTLP and every waveform augmentation on, in a DataLoader worker, so the restored RNG state and the per-utterance
+    augmentation seeds matter; the run crosses an epoch boundary with its validation and checkpoint)."""
     common = ["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(corpus), "--data.dev", str(corpus),
               "--data.max_dev_utts", "4", "--features.freq_masks", "2", "--features.time_masks", "2",
               "--features.speed_factors", "0.9,1.0,1.1", "--features.vtlp_range", "0.1",
-              "--train.epochs", "3", "--train.log_every", "1"]
+              *AUGMENT_ALL, "--train.epochs", "3", "--train.log_every", "1"]
     run_script([*common, "--train.run_dir", str(tmp_path / "a"), "--train.max_steps", "7"])
     run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "3"])
     proc = run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "7",

@@ -9,9 +9,12 @@
     # several GPUs
     torchrun --nproc_per_node=4 recipes/asr/train.py --preset gpu --data.train ... --train.run_dir runs/asr-gpu
 
-Per step: waveforms are loaded by the DataLoader (speed-perturbed when features.speed_factors is set), turned into
-log-mel features on the training device (VTLP-warped when features.vtlp_range > 0), normalised, SpecAugmented, and
-fed to the model; the summed CTC loss (fp32, outside autocast) is normalised by the number of target tokens in the
+Per step: waveforms are loaded by the DataLoader and, in training, augmented there (augment.*: pitch shift, room
+reverberation, noise, EQ, telephone / codec channels, gain, clipping, DC; each utterance's randomness a function of
+(train.seed, epoch, index), so workers and resumed runs agree), speed-perturbed when features.speed_factors is set,
+turned into log-mel features on the training device (VTLP-warped when features.vtlp_range > 0), normalised,
+SpecAugmented, and fed to the model; the summed CTC loss (fp32, outside autocast) is normalised by the number of
+target tokens in the
 global batch. Utterances CTC cannot align are removed before training and counted.
 
 At the end the run directory holds checkpoints/best.pt (lowest dev CER of the weights being released: the EMA average
@@ -31,7 +34,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from speechdraw.asr.data import SpeechDataset, collate, durations, filter_alignable
+from speechdraw.asr.augment import AugmentConfig, Augmenter
+from speechdraw.asr.data import SpeechDataset, babble_pool, collate, durations, filter_alignable
 from speechdraw.asr.decode import greedy_decode
 from speechdraw.asr.features import (
     FeatureConfig,
@@ -80,11 +84,17 @@ class DataConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: AcousticModelConfig = field(default_factory=AcousticModelConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         run_dir="runs/asr", epochs=20, lr=1.5e-3, weight_decay=0.01, warmup_steps=300, lr_decay="cosine",
         clip_norm=5.0, ema_decay=0.999, log_every=20))
 
+
+# Waveform augmentation of the quality presets (issue 13): the model should survive rooms, noise, phones and codecs.
+# Every utterance still has a fair chance of staying clean (the clean test set must not get worse).
+AUGMENT = {"pitch_prob": 0.3, "reverb_prob": 0.4, "noise_prob": 0.5, "eq_prob": 0.3, "phone_prob": 0.1,
+           "codec_prob": 0.1, "gain_prob": 0.5, "clip_prob": 0.05, "dc_prob": 0.1}
 
 PRESETS = {
     # Tests and the README demo: a small model that fits a few dozen utterances in a couple of minutes.
@@ -100,10 +110,13 @@ PRESETS = {
     "cpu": {"model": {"hidden": 256, "layers": 4, "stack": 3, "dropout": 0.15},
             "features": {"speed_factors": (0.9, 1.0, 1.1), "vtlp_range": 0.1},
             "data": {"max_seconds": 160.0, "max_dev_utts": 300},
-            "train": {"epochs": 20, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100}},
+            "augment": AUGMENT,
+            # One DataLoader worker runs the augmentation on the second core while training runs on the first.
+            "train": {"epochs": 20, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100, "num_workers": 1}},
     # Real corpora on GPUs: wider and deeper, 30 ms frames.
     "gpu": {"model": {"hidden": 320, "layers": 5, "stack": 3, "dropout": 0.2},
             "data": {"max_seconds": 600.0, "max_duration": 35.0},
+            "augment": AUGMENT,
             "train": {"epochs": 40, "precision": "bf16", "lr": 1e-3, "warmup_steps": 1500, "ckpt_every": 1000,
                       "num_workers": 4}},
 }
@@ -178,7 +191,11 @@ def main(argv=None):
         entries = entries[:dc.max_train_utts]
     entries, report = filter_alignable(entries, tokens, cfg.features, cfg.model, max_duration=dc.max_duration)
     ctx.print(f"training data {dc.train}: {report}")
-    train_data = SpeechDataset(entries, tokens, cfg.features.sample_rate)
+    augment = None
+    if cfg.augment.enabled:  # the RIR bank and babble pool: built once per run from the seed
+        pool = babble_pool(entries, cfg.augment.babble_pool, tc.seed) if cfg.augment.needs_babble else None
+        augment = Augmenter(cfg.augment, cfg.features.sample_rate, tc.seed, pool)
+    train_data = SpeechDataset(entries, tokens, cfg.features.sample_rate, augment=augment)
     dev_entries = read_manifest(dc.dev)[:dc.max_dev_utts or None]
     dev_data = SpeechDataset(dev_entries, tokens, cfg.features.sample_rate)
 
@@ -188,7 +205,7 @@ def main(argv=None):
     elif cfg.features.cmvn == "global":
         n = min(dc.stats_utts, len(train_data))
         picks = [round(i * (len(train_data) - 1) / max(n - 1, 1)) for i in range(n)]
-        stats = compute_stats([train_data[i].wave for i in picks], cfg.features, ctx.device)
+        stats = compute_stats([train_data.load(i) for i in picks], cfg.features, ctx.device)  # clean audio
     else:
         stats = None
     frontend = FeatureExtractor(cfg.features, stats).to(ctx.device)
@@ -232,6 +249,7 @@ def main(argv=None):
     while loop["epoch"] < tc.epochs and not done:
         sampler.set_epoch(loop["epoch"], start=loop["batch"])
         # A private generator: creating the loader iterator must not draw from the global RNG (resume exactness).
+        train_data.set_epoch(loop["epoch"])  # this epoch's augmentation randomness, before the workers fork
         loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
                             generator=torch.Generator().manual_seed(tc.seed + loop["epoch"]))
         window = []

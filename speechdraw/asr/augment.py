@@ -33,14 +33,15 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 # --------------------------------------------------------------------------------------------------------- rooms
 
 # Room sizes (length, width, height ranges in metres). Held-out test rooms are larger than any training room.
-ROOM_SIZES = {"train": ((3.0, 7.0), (3.0, 6.0), (2.4, 3.0)),
-              "test": ((7.5, 12.0), (6.5, 10.0), (3.2, 4.5))}
+ROOM_SIZES = {"train": ((4.0, 8.0), (3.5, 6.5), (2.4, 3.0)),
+              "test": ((8.5, 12.0), (7.0, 10.0), (3.2, 4.5))}
 SPLITS = tuple(ROOM_SIZES)
 ISM_MAX_ORDER = 12  # image-source order for the early part; the late tail is stochastic (see make_rir)
 SPEED_OF_SOUND = 343.0
@@ -325,3 +326,137 @@ def pitch_shift(wave: np.ndarray, sample_rate: int, semitones: float) -> np.ndar
 
     wave = np.asarray(wave, dtype=np.float32)
     return _fit(librosa.effects.pitch_shift(wave, sr=sample_rate, n_steps=semitones, res_type="soxr_hq"), len(wave))
+
+
+# ------------------------------------------------------------------------------------------------- training chain
+
+
+@dataclass
+class AugmentConfig:
+    """Waveform augmentation of training utterances; every probability 0 (the default) turns it off."""
+
+    pitch_prob: float = field(default=0.0, metadata={"help": "fraction of utterances pitch-shifted (tempo kept)"})
+    pitch_semitones: float = field(default=2.0, metadata={"help": "pitch shift drawn uniformly in +-this"})
+    reverb_prob: float = field(default=0.0, metadata={"help": "fraction of utterances reverberated (the rest dry)"})
+    rir_bank: int = field(default=200, metadata={"help": "room impulse responses generated once per run (seeded)"})
+    rt60: tuple[float, float] = field(default=(0.2, 1.0), metadata={"help": "RT60 range of the RIR bank (s)"})
+    distance: tuple[float, float] = field(default=(0.5, 3.0), metadata={
+        "help": "source-microphone distance range of the RIR bank (m)"})
+    noise_prob: float = field(default=0.0, metadata={"help": "fraction of utterances with additive noise"})
+    snr_db: tuple[float, float] = field(default=(0.0, 30.0), metadata={"help": "SNR range of additive noise (dB)"})
+    noise_kinds: tuple[str, ...] = field(default=TRAIN_NOISE_KINDS, metadata={
+        "help": f"noise kinds drawn uniformly, among {', '.join(TRAIN_NOISE_KINDS)} (the test kinds are held out)"})
+    babble_talkers: tuple[int, int] = field(default=(3, 7), metadata={"help": "talkers in a babble (range)"})
+    babble_pool: int = field(default=32, metadata={
+        "help": "training utterances loaded once (seeded) that babble is made from"})
+    eq_prob: float = field(default=0.0, metadata={"help": "fraction with a random EQ / spectral tilt"})
+    eq_max_db: float = field(default=10.0, metadata={"help": "largest EQ band gain (dB)"})
+    phone_prob: float = field(default=0.0, metadata={"help": "fraction through a telephone channel (mu-law / GSM)"})
+    codec_prob: float = field(default=0.0, metadata={
+        "help": "fraction through a lossy codec round trip (exclusive with the telephone)"})
+    codec_formats: tuple[str, ...] = field(default=tuple(CODECS), metadata={"help": "codecs drawn from"})
+    codec_kbps: tuple[float, float] = field(default=(8.0, 32.0), metadata={"help": "codec bit rate range (kbit/s)"})
+    gain_prob: float = field(default=0.0, metadata={"help": "fraction with a random gain"})
+    gain_db: tuple[float, float] = field(default=(-20.0, 10.0), metadata={"help": "gain range (dB)"})
+    clip_prob: float = field(default=0.0, metadata={"help": "fraction hard-clipped"})
+    clip_level: tuple[float, float] = field(default=(0.3, 0.8), metadata={
+        "help": "clipping threshold range, as a fraction of the utterance's peak"})
+    dc_prob: float = field(default=0.0, metadata={"help": "fraction with a DC offset"})
+    dc_max: float = field(default=0.05, metadata={"help": "largest DC offset (full scale 1)"})
+
+    def __post_init__(self):
+        for name in ("pitch_prob", "reverb_prob", "noise_prob", "eq_prob", "phone_prob", "codec_prob", "gain_prob",
+                     "clip_prob", "dc_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must lie in [0, 1], got {getattr(self, name)}")
+        if self.phone_prob + self.codec_prob > 1.0:
+            raise ValueError("augment.phone_prob + augment.codec_prob must be at most 1 (one channel per utterance)")
+        for name in ("rt60", "distance", "snr_db", "babble_talkers", "codec_kbps", "gain_db", "clip_level"):
+            value = tuple(getattr(self, name))
+            if len(value) != 2 or value[0] > value[1]:
+                raise ValueError(f"augment.{name} must be a range lo,hi with lo <= hi, got {value}")
+            setattr(self, name, value)
+        self.noise_kinds, self.codec_formats = tuple(self.noise_kinds), tuple(self.codec_formats)
+        if held_out := set(self.noise_kinds) - set(TRAIN_NOISE_KINDS):
+            raise ValueError(f"augment.noise_kinds may only hold training kinds {TRAIN_NOISE_KINDS}, got "
+                             f"{sorted(held_out)} (the test kinds {TEST_NOISE_KINDS} are held out)")
+        if self.noise_prob > 0 and not self.noise_kinds:
+            raise ValueError("augment.noise_prob > 0 needs at least one noise kind")
+        if unknown := set(self.codec_formats) - set(CODECS):
+            raise ValueError(f"augment.codec_formats must be among {tuple(CODECS)}, got {sorted(unknown)}")
+        if self.codec_prob > 0 and not self.codec_formats:
+            raise ValueError("augment.codec_prob > 0 needs at least one codec format")
+        if self.reverb_prob > 0 and self.rir_bank < 1:
+            raise ValueError("augment.reverb_prob > 0 needs augment.rir_bank >= 1")
+        if not (0.05 <= self.rt60[0] and self.rt60[1] <= 3.0):
+            raise ValueError(f"augment.rt60 must lie in [0.05, 3] s, got {self.rt60}")
+        if self.babble_talkers[0] < 1:
+            raise ValueError(f"augment.babble_talkers must be at least 1, got {self.babble_talkers}")
+
+    @property
+    def enabled(self) -> bool:
+        return any(p > 0 for p in (self.pitch_prob, self.reverb_prob, self.noise_prob, self.eq_prob, self.phone_prob,
+                                   self.codec_prob, self.gain_prob, self.clip_prob, self.dc_prob))
+
+    @property
+    def needs_babble(self) -> bool:
+        return self.noise_prob > 0 and "babble" in self.noise_kinds
+
+
+RIR_BANK_STREAM = 1  # the RIR bank's RNG is (seed, this): apart from every utterance's (seed, epoch, index)
+BABBLE_POOL_STREAM = 2  # which training utterances the babble pool holds: (seed, this)
+
+
+class Augmenter:
+    """The training chain of AugmentConfig on one utterance at a time; see the module docstring.
+
+    Everything random comes from numpy Generators seeded by integers: the RIR bank from (seed, RIR_BANK_STREAM), each
+    utterance from (seed, epoch, index). The result is a pure function of those, whatever process runs it."""
+
+    def __init__(self, cfg: AugmentConfig, sample_rate: int, seed: int,
+                 babble_pool: dict[int, np.ndarray] | None = None):
+        self.cfg, self.sample_rate, self.seed = cfg, sample_rate, seed
+        self.babble_pool = dict(babble_pool or {})  # dataset index -> (S,) wave
+        if cfg.needs_babble and len(self.babble_pool) < 2:
+            raise ValueError("babble noise needs a pool of at least 2 training utterances (augment.babble_pool)")
+        rng = np.random.default_rng([seed, RIR_BANK_STREAM])
+        self.rirs = []  # (K,) float32 each
+        if cfg.reverb_prob > 0:
+            for _ in range(cfg.rir_bank):
+                self.rirs.append(make_rir(rng, sample_rate, rng.uniform(*cfg.rt60), rng.uniform(*cfg.distance)))
+        if cfg.pitch_prob > 0:
+            # librosa's first call imports scipy.signal and loads numba code (seconds): do it once here, before
+            # DataLoader workers fork, not in every worker of every epoch.
+            pitch_shift(np.zeros(sample_rate // 4, np.float32), sample_rate, 1.0)
+
+    def __call__(self, wave: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        """(S,) float32 clean utterance number `index` in epoch `epoch` -> (S,) float32 augmented."""
+        cfg, sr = self.cfg, self.sample_rate
+        rng = np.random.default_rng([self.seed, epoch, index])
+        wave = np.asarray(wave, dtype=np.float32)
+        if rng.random() < cfg.pitch_prob:
+            wave = pitch_shift(wave, sr, rng.uniform(-cfg.pitch_semitones, cfg.pitch_semitones))
+        if rng.random() < cfg.reverb_prob:
+            wave = reverberate(wave, self.rirs[int(rng.integers(len(self.rirs)))])
+        if rng.random() < cfg.noise_prob:
+            kind = str(rng.choice(cfg.noise_kinds))
+            talkers = None
+            if kind == "babble":
+                others = [k for k in self.babble_pool if k != index]  # never babble over itself
+                n = min(int(rng.integers(cfg.babble_talkers[0], cfg.babble_talkers[1] + 1)), len(others))
+                talkers = [self.babble_pool[k] for k in rng.choice(others, size=n, replace=False)]
+            wave = mix_at_snr(wave, make_noise(kind, len(wave), sr, rng, talkers=talkers), rng.uniform(*cfg.snr_db))
+        if rng.random() < cfg.eq_prob:
+            wave = random_eq(wave, sr, rng, cfg.eq_max_db)
+        channel = rng.random()
+        if channel < cfg.phone_prob:
+            wave = telephone(wave, sr, rng)
+        elif channel < cfg.phone_prob + cfg.codec_prob:
+            wave = codec_roundtrip(wave, sr, str(rng.choice(cfg.codec_formats)), rng.uniform(*cfg.codec_kbps))
+        if rng.random() < cfg.gain_prob:
+            wave = gain_clip(wave, rng.uniform(*cfg.gain_db))
+        if rng.random() < cfg.clip_prob:
+            wave = gain_clip(wave, 0.0, clip_level=rng.uniform(*cfg.clip_level))
+        if rng.random() < cfg.dc_prob:
+            wave = wave + np.float32(rng.uniform(-cfg.dc_max, cfg.dc_max))
+        return wave.astype(np.float32)

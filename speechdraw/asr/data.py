@@ -7,6 +7,13 @@ Batching by duration uses the engine's sampler with lengths in seconds:
 
 Features are not computed here: the training loop turns waveform batches into features on the device
 (speechdraw.asr.features), so loading stays cheap and the DataLoader never needs the model's device.
+
+Waveform augmentation (speechdraw.asr.augment) does run here, in the DataLoader workers, for training datasets only:
+
+    train = SpeechDataset(entries, tokens, augment=Augmenter(cfg, 16_000, seed, babble_pool(entries, 32, seed)))
+    train.set_epoch(epoch)                             # before each epoch's DataLoader
+    train[i].wave                                      # augmented with the RNG of (seed, epoch, i)
+    train.load(i)                                      # always the clean waveform (CMVN statistics)
 """
 
 from __future__ import annotations
@@ -15,13 +22,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from speechdraw.asr.audio import load_audio
+from speechdraw.asr.augment import BABBLE_POOL_STREAM, Augmenter
 from speechdraw.asr.features import FeatureConfig, pad_waves
 from speechdraw.asr.manifest import ManifestEntry
-from speechdraw.asr.model import AcousticModelConfig, to_output_ids
+from speechdraw.asr.model import AcousticModelConfig, min_ctc_frames, to_output_ids
 from speechdraw.asr.text import TokenSet
 
 
@@ -44,16 +53,42 @@ class SpeechBatch(NamedTuple):
 
 
 class SpeechDataset(Dataset):
-    def __init__(self, entries: list[ManifestEntry], tokens: TokenSet, sample_rate: int = 16_000):
-        self.entries, self.tokens, self.sample_rate = entries, tokens, sample_rate
+    """Manifest entries -> Utterances; with `augment` (training only) each waveform goes through the augmentation
+    chain, seeded by (augmenter seed, epoch set by set_epoch, index), so workers and resumed runs agree."""
+
+    def __init__(self, entries: list[ManifestEntry], tokens: TokenSet, sample_rate: int = 16_000,
+                 augment: Augmenter | None = None):
+        self.entries, self.tokens, self.sample_rate, self.augment = entries, tokens, sample_rate, augment
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Augmentation randomness of this epoch (DataLoader workers fork after it, so they see it)."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, i: int) -> Utterance:
+    def load(self, i: int) -> torch.Tensor:
+        """The clean (S,) float32 waveform of entry i."""
         e = self.entries[i]
-        wave = load_audio(e.audio, self.sample_rate, offset=e.offset or 0.0, duration=e.duration if e.offset else None)
+        return load_audio(e.audio, self.sample_rate, offset=e.offset or 0.0, duration=e.duration if e.offset else None)
+
+    def __getitem__(self, i: int) -> Utterance:
+        wave = self.load(i)
+        if self.augment is not None:
+            wave = torch.from_numpy(self.augment(wave.numpy(), self.epoch, i))
+        e = self.entries[i]
         return Utterance(i, wave, torch.tensor(to_output_ids(self.tokens.encode(e.text)), dtype=torch.long))
+
+
+def babble_pool(entries: list[ManifestEntry], size: int, seed: int, sample_rate: int = 16_000
+                ) -> dict[int, np.ndarray]:
+    """`size` training utterances picked with the seed and loaded once, {entry index: (S,) float32}: the talkers that
+    babble noise is made from (a small pool keeps it cheap; every worker shares it)."""
+    rng = np.random.default_rng([seed, BABBLE_POOL_STREAM])
+    picks = rng.choice(len(entries), size=min(size, len(entries)), replace=False)
+    data = SpeechDataset(entries, None, sample_rate)  # only load() is used: no token set needed
+    return {int(i): data.load(int(i)).numpy() for i in sorted(picks)}
 
 
 def collate(items: list[Utterance]) -> SpeechBatch:
@@ -66,11 +101,6 @@ def collate(items: list[Utterance]) -> SpeechBatch:
 def durations(entries: list[ManifestEntry]) -> list[float]:
     """Lengths for BucketBatchSampler, in seconds (so max_total is seconds of padded audio per batch)."""
     return [e.duration for e in entries]
-
-
-def min_ctc_frames(token_ids: list[int]) -> int:
-    """Fewest output frames a CTC path for these tokens needs: one per token plus a blank between each repeat."""
-    return len(token_ids) + sum(a == b for a, b in zip(token_ids, token_ids[1:]))
 
 
 def output_frames(duration: float, features: FeatureConfig, model: AcousticModelConfig) -> int:
