@@ -1,5 +1,6 @@
 """ASR training speed on this machine: audio seconds per second, fraction of the CPU's matmul throughput, fp32 vs bf16
-autocast, bucketed vs unbucketed batches, and the real-time factor of greedy decoding.
+autocast, bucketed vs unbucketed batches, with vs without the cpu preset's waveform augmentation, and the real-time
+factor of greedy decoding.
 
 Training steps are the recipe's: real batches from the synthetic corpus (waveforms -> log-mel on the device ->
 SpecAugment -> BiLSTM-CTC -> engine TrainStep with AdamW and clipping). Variants are interleaved batch by batch so
@@ -28,9 +29,10 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import parse_bench_args, write_record  # noqa: E402
+from record import load_recipe, parse_bench_args, write_record  # noqa: E402
 
-from speechdraw.asr.data import SpeechDataset, collate, durations, filter_alignable  # noqa: E402
+from speechdraw.asr.augment import AugmentConfig, Augmenter  # noqa: E402
+from speechdraw.asr.data import SpeechDataset, babble_pool, collate, durations, filter_alignable  # noqa: E402
 from speechdraw.asr.decode import greedy_decode  # noqa: E402
 from speechdraw.asr.features import FeatureConfig, FeatureExtractor, compute_stats, spec_augment  # noqa: E402
 from speechdraw.asr.manifest import read_manifest  # noqa: E402
@@ -71,6 +73,10 @@ def main():
     mcfg = AcousticModelConfig(hidden=args.hidden, layers=args.layers, stack=args.stack, dropout=0.15)
     entries, _ = filter_alignable(read_manifest(Path(args.corpus) / "train.jsonl"), tokens, fcfg, mcfg)
     data = SpeechDataset(entries, tokens)
+    # The cpu preset's augmentation chain, run in the training process here (the recipe runs it in a DataLoader
+    # worker): the augmented variant's extra time is what the chain costs.
+    acfg = AugmentConfig(**load_recipe("asr", "train").PRESETS["cpu"]["augment"])
+    augmented = SpeechDataset(entries, tokens, augment=Augmenter(acfg, 16_000, 0, babble_pool(entries, 32, 0)))
     stats = compute_stats([data[i].wave for i in range(0, len(data), len(data) // 100)], fcfg)
     frontend = FeatureExtractor(fcfg, stats)
     lengths = durations(entries)
@@ -80,6 +86,7 @@ def main():
                 "unbucketed": BucketBatchSampler(lengths, max_total=args.max_seconds, num_buckets=1, seed=0)}
     padding = {k: s.padding_fraction(1) for k, s in samplers.items()}
     batches = {k: s.global_batches(1)[:args.batches + 1] for k, s in samplers.items()}
+    batches["augmented"] = batches["bucketed"]
 
     models, steps = {}, {}
     for prec in ("fp32", "bf16"):
@@ -93,14 +100,14 @@ def main():
     def run(variant: str, prec: str, idx: list[int]) -> tuple[float, float, int]:
         """One training step; returns (seconds, audio seconds, padded model steps)."""
         t0 = time.perf_counter()
-        b = collate([data[i] for i in idx])
+        b = collate([(augmented if variant == "augmented" else data)[i] for i in idx])
         feats, lens = frontend(b.waves, b.wave_lens)
         feats = spec_augment(feats, lens, fcfg)
         steps[prec]([(feats, lens, b.targets, b.target_lens)], [float(b.target_lens.sum())])
         dt = time.perf_counter() - t0
         return dt, float(b.wave_lens.sum()) / 16_000, mcfg.output_frames(feats.shape[1]) * feats.shape[0]
 
-    variants = [("bucketed", "bf16"), ("bucketed", "fp32"), ("unbucketed", "bf16")]
+    variants = [("bucketed", "bf16"), ("bucketed", "fp32"), ("unbucketed", "bf16"), ("augmented", "bf16")]
     for v, p in variants:  # warm-up: oneDNN builds its kernels on first use
         run(v, p, batches[v][0])
     timings = {vp: [] for vp in variants}
@@ -128,6 +135,8 @@ def main():
         figures[f"{key}_fraction_of_gemm"] = round(model_flops / secs / flops[p], 3)
     figures["bf16_speedup_vs_fp32"] = round(figures["bucketed_bf16_audio_s_per_s"]
                                             / figures["bucketed_fp32_audio_s_per_s"], 2)
+    figures["augmented_slowdown_vs_bucketed"] = round(figures["bucketed_bf16_audio_s_per_s"]
+                                                      / figures["augmented_bf16_audio_s_per_s"], 2)
     figures["bucketed_speedup_vs_unbucketed"] = round(figures["bucketed_bf16_audio_s_per_s"]
                                                       / figures["unbucketed_bf16_audio_s_per_s"], 2)
 
