@@ -3,8 +3,9 @@
     python bench/draw_quality.py --runs ~/speechdraw-runs/draw-paper ~/speechdraw-runs/draw-noattn
     python bench/draw_quality.py --runs ~/speechdraw-runs/draw-tiny --iwae-k 20 --name draw_quality_tiny
 
-Each run directory holds release/ (scored by recipes/draw/evaluate.py: the negative ELBO on the full test set, and the
-importance-weighted bound with --iwae-k samples on the first --iwae-images test images) and metrics.jsonl (the
+Each run directory holds release/ (scored by recipes/draw/evaluate.py: the negative ELBO and the importance-weighted
+bound with --iwae-k samples, both on the full test set; --iwae-images N takes a seeded random N instead, recorded with
+its seed and indices hash, never the first N) and metrics.jsonl (the
 validation bound of every epoch: the learning curve; the training rows' seconds per step). The paper's figures on the
 Larochelle & Murray binarisation: <= 80.97 nats with attention, 87.40 without (T = 64). With two runs the record says
 whether attention won, and whether the hyper-parameters other than attention were identical.
@@ -50,7 +51,9 @@ def main(argv=None) -> int:
                                                              "metrics.jsonl) (required)")
     ap.add_argument("--data", default=None, help="score on this IDX directory or .npz instead of the recorded data")
     ap.add_argument("--iwae-k", type=int, default=100, help="importance samples (default: 100)")
-    ap.add_argument("--iwae-images", type=int, default=2000, help="test images for the IWAE bound (default: 2000)")
+    ap.add_argument("--iwae-images", type=int, default=0, help="IWAE bound on a random N test images (0: all; "
+                                                               "default: 0)")
+    ap.add_argument("--subset-seed", type=int, default=0, help="seed of the random IWAE subset (default: 0)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--name", default="draw_quality", help="record name (default: draw_quality)")
     ap.add_argument("--notes", default="", help="extra notes for the record")
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
     configs = {}
     for run in map(Path, args.runs):
         r = evaluate.evaluate_release(str(run / "release"), data=args.data, iwae_k=args.iwae_k,
-                                      iwae_images=args.iwae_images)
+                                      iwae_images=args.iwae_images, subset_seed=args.subset_seed)
         cfg = r["config"]
         key = "attention" if cfg["attention"] else "no_attention"
         if key in figures:
@@ -79,9 +82,9 @@ def main(argv=None) -> int:
                       + (f"read {cfg['read_n']} write {cfg['write_n']}" if cfg["attention"] else "no attention")),
             "test_bound_nats": round(r["test_bound"], 2), "test_bound_stderr": round(r["test_bound_stderr"], 2),
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
-            "test_images": r["test_images"],
+            "test_images": r["test_images"], "test_subset": r["test_subset"],
             "iwae_bound_nats": round(r["iwae_bound"], 2) if "iwae_bound" in r else None,
-            "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"),
+            "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
             "elbo_on_iwae_images": round(r["elbo_bound_on_iwae_images"], 2) if "iwae_bound" in r else None,
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
                 "valid_bound"), "epochs_trained": len(curve), "train_minutes": r["release_metrics"].get(
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     write_record(args.name, figures, allow_dirty=args.allow_dirty,
                  title="DRAW quality: test NLL bounds and learning curves",
                  notes="Bounds in nats per image; test bound = negative ELBO with one latent sequence per image over "
-                       "the whole test set; IWAE = importance-weighted bound. " + args.notes)
+                       "the whole test set; IWAE = importance-weighted bound on the test images iwae_subset names "
+                       "(all by default). " + args.notes)
     return 0
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from speechdraw import cli
 from speechdraw.draw import render
-from speechdraw.draw.bounds import elbo_bound
+from speechdraw.draw.bounds import elbo_bound, evaluation_subset
 from speechdraw.draw.data import mnist_splits
 from speechdraw.draw.model import Draw, DrawConfig
 from speechdraw.draw.sample import load_draw, sample
@@ -107,7 +107,8 @@ def test_reconstruct_test_images_and_evaluate(tiny_run, tmp_path, capsys):
                        "--gif", "--show-attention"])
     printed = capsys.readouterr().out
     assert rc == 0
-    assert "the first 6 test images" in printed
+    chosen = " ".join(map(str, evaluation_subset(10000, 6, seed=0)[0].tolist()))
+    assert f"6 random test images (seed 0; indices {chosen})" in printed  # never the first 6
     mean = float(re.search(r"mean negative ELBO ([0-9.]+) nats", printed).group(1))
     assert 30 < mean < 250
     with Image.open(out / "reconstruction.gif") as gif:
@@ -124,6 +125,8 @@ def test_reconstruct_test_images_and_evaluate(tiny_run, tmp_path, capsys):
     figures = json.loads((tmp_path / "bounds.json").read_text())
     assert "importance-weighted bound, K=20" in evaluate.stdout
     assert figures["test_images"] == 1000 and figures["iwae_images"] == 100
+    assert figures["test_subset"] == evaluation_subset(10000, 1000, seed=0)[1]  # a recorded random sample
+    assert figures["iwae_subset"] == evaluation_subset(10000, 100, seed=0)[1]
     assert figures["iwae_bound"] < figures["elbo_bound_on_iwae_images"]  # the IWAE bound is the tighter one
     assert abs(figures["test_bound"] - figures["release_metrics"]["valid_bound"]) < 15
 

@@ -1,13 +1,19 @@
 """Test-set bounds of a DRAW release, in nats per image, printed and written as JSON.
 
     python recipes/draw/evaluate.py --model ~/speechdraw-runs/draw-paper/release
-    python recipes/draw/evaluate.py --model RUN/release --iwae-k 100 --iwae-images 2000 --json RUN/test_bounds.json
+    python recipes/draw/evaluate.py --model RUN/release --iwae-k 100 --json RUN/test_bounds.json
+    python recipes/draw/evaluate.py --model RUN/release --max-images 1000 --iwae-images 500   # a quick look
     python recipes/draw/evaluate.py --model RUN/release --data ../shared/data/binarized_mnist/binarized_mnist.npz
 
 - test NLL bound: the negative ELBO (reconstruction NLL + analytic KL of every z_t) with one latent sequence per image,
   averaged over the whole test set: the figure the DRAW paper reports (<= 80.97 with attention, 87.40 without).
-- importance-weighted bound (Burda et al. 2016): -log (1/K sum_k w_k), K whole sequences z_1..T per image, on the first
-  --iwae-images test images: a tighter upper bound on -log p(x). --iwae-k 0 skips it.
+- importance-weighted bound (Burda et al. 2016): -log (1/K sum_k w_k), K whole sequences z_1..T per image, over the
+  whole test set: a tighter upper bound on -log p(x). --iwae-k 0 skips it.
+
+Both default to the full test set, the figures to report. --max-images / --iwae-images score a random subset instead
+(speechdraw.draw.bounds.evaluation_subset, seeded by --subset-seed; never the first N: the Larochelle binarised test
+set is sorted by class), and the JSON records the rule, its seed and a hash of the indices. The IWAE subset is the
+same draw as the ELBO's for the same size, and the negative ELBO on the IWAE images is reported beside it.
 
 The test images are those the release records (its data source: IDX directory with the fixed binarisation's seed, or
 the binarized .npz); --data names another IDX directory or .npz. An image-folder model is scored on its validation
@@ -41,9 +47,9 @@ def test_source(release_config: dict, data: str | None) -> DataSource:
     return src
 
 
-def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 100, iwae_images: int = 2000,
+def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 100, iwae_images: int = 0,
                      max_images: int = 0, batch_size: int = 500, iwae_batch: int = 2000, seed: int = 0,
-                     device: str = "cpu", log=print) -> dict:
+                     subset_seed: int = 0, device: str = "cpu", log=print) -> dict:
     """The figures recipes/draw/evaluate.py prints, as a dict."""
     model, release = load_draw(model_path, device)
     src = test_source(release.config, data)
@@ -52,29 +58,37 @@ def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 
     result = {"model": str(release.dir), "data": src.describe(), "config": release.model_config,
               "release_metrics": release.metrics}
     t0 = time.perf_counter()
-    b = elbo_bound(model, test, batch_size=batch_size, seed=seed, max_images=max_images)
+    b = elbo_bound(model, test, batch_size=batch_size, seed=seed, max_images=max_images, subset_seed=subset_seed)
     result["test_bound"] = b["bound"]
     result["test_bound_stderr"] = b["bound_stderr"]
     result["test_recon"], result["test_kl"], result["test_images"] = b["recon"], b["kl"], b["images"]
-    result["test_bits_per_dim"] = b["bits_per_dim"]
+    result["test_bits_per_dim"], result["test_subset"] = b["bits_per_dim"], b["subset"]
     result["test_bound_seconds"] = time.perf_counter() - t0
     log(f"test NLL bound (negative ELBO): {b['bound']:.2f} +- {b['bound_stderr']:.2f} nats "
-        f"(recon {b['recon']:.2f} + KL {b['kl']:.2f}) on {b['images']} images; T={cfg.steps}, "
+        f"(recon {b['recon']:.2f} + KL {b['kl']:.2f}) on {_which(b['subset'])}; T={cfg.steps}, "
         f"attention {cfg.attention} ({result['test_bound_seconds']:.1f} s)")
-    if iwae_k > 0 and iwae_images > 0:
+    if iwae_k > 0:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
-        w = iwae_bound(model, test, k=iwae_k, num_images=iwae_images, batch_size=iwae_batch)
+        w = iwae_bound(model, test, k=iwae_k, num_images=iwae_images, subset_seed=subset_seed, batch_size=iwae_batch)
         # The negative ELBO on the same images, for a like-for-like comparison.
-        same = elbo_bound(model, test, batch_size=batch_size, seed=seed, max_images=w["images"])
+        same = b if w["subset"] == b["subset"] else elbo_bound(model, test, batch_size=batch_size, seed=seed,
+                                                               max_images=iwae_images, subset_seed=subset_seed)
         result["iwae_bound"], result["iwae_bound_stderr"] = w["bound"], w["bound_stderr"]
-        result["iwae_k"], result["iwae_images"] = iwae_k, w["images"]
+        result["iwae_k"], result["iwae_images"], result["iwae_subset"] = iwae_k, w["images"], w["subset"]
         result["elbo_bound_on_iwae_images"] = same["bound"]
         result["iwae_seconds"] = time.perf_counter() - t0
-        log(f"importance-weighted bound, K={iwae_k}: {w['bound']:.2f} +- {w['bound_stderr']:.2f} nats on the first "
-            f"{w['images']} test images (negative ELBO on the same images {same['bound']:.2f}; "
+        log(f"importance-weighted bound, K={iwae_k}: {w['bound']:.2f} +- {w['bound_stderr']:.2f} nats on "
+            f"{_which(w['subset'])} (negative ELBO on the same images {same['bound']:.2f}; "
             f"{result['iwae_seconds']:.1f} s)")
     return result
+
+
+def _which(subset: dict) -> str:
+    """'all 10000 test images' or '2000 random test images of 10000 (seed 0)'."""
+    if subset["rule"] == "all":
+        return f"all {subset['images']} test images"
+    return f"{subset['images']} random test images of {subset['of']} (subset seed {subset['seed']})"
 
 
 def main(argv=None) -> int:
@@ -83,9 +97,11 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="MNIST IDX directory or binarized .npz to score instead of the "
                                                  "release's recorded data (default: recorded)")
     ap.add_argument("--iwae-k", type=int, default=100, help="importance samples per image (0: skip; default: 100)")
-    ap.add_argument("--iwae-images", type=int, default=2000, help="test images for the IWAE bound (default: 2000)")
-    ap.add_argument("--max-images", type=int, default=0, help="score only the first N test images (0: all; "
+    ap.add_argument("--iwae-images", type=int, default=0, help="IWAE bound on a random N test images (0: all; "
+                                                               "default: 0)")
+    ap.add_argument("--max-images", type=int, default=0, help="negative ELBO on a random N test images (0: all; "
                                                               "default: 0)")
+    ap.add_argument("--subset-seed", type=int, default=0, help="seed of the random subsets (default: 0)")
     ap.add_argument("--batch", type=int, default=500, help="images per forward pass (default: 500)")
     ap.add_argument("--iwae-batch", type=int, default=2000, help="image x sample rows per IWAE forward pass "
                                                                  "(default: 2000)")
@@ -94,12 +110,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: default; default: 1)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
+    for name in ("iwae_k", "iwae_images", "max_images"):
+        if getattr(args, name) < 0:
+            ap.error(f"--{name.replace('_', '-')} must be >= 0, got {getattr(args, name)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         result = evaluate_release(args.model, data=args.data, iwae_k=args.iwae_k, iwae_images=args.iwae_images,
                                   max_images=args.max_images, batch_size=args.batch, iwae_batch=args.iwae_batch,
-                                  seed=args.seed, device=args.device)
+                                  seed=args.seed, subset_seed=args.subset_seed, device=args.device)
     except (ReleaseError, FileNotFoundError, ValueError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2

@@ -9,9 +9,10 @@
 
 Samples come from the prior (z_t ~ N(0, I), decoder and write only); a tile shows sigmoid(c_t), the output mean. The
 GIF has one frame per glimpse; with --show-attention each tile carries its write window (red) and, in reconstruction
-mode, the window the encoder read through (green). Reconstruction encodes real images (`test:N`: the first N test
-images of the data the model was trained on, as recorded in its release; or image files and folders, resized to the
-model's size and, for a binary model, thresholded at 1/2) and prints each one's negative ELBO.
+mode, the window the encoder read through (green). Reconstruction encodes real images (`test:N`: N test images drawn
+at random, seeded by --seed, from the data the model was trained on as recorded in its release, never the first N: a
+test set may be sorted by class; or image files and folders, resized to the model's size and, for a binary model,
+thresholded at 1/2) and prints each one's negative ELBO.
 
 From Python:
 
@@ -33,6 +34,7 @@ from PIL import Image
 from torch import Tensor
 
 from speechdraw.draw import render
+from speechdraw.draw.bounds import evaluation_subset
 from speechdraw.draw.data import DataSource, list_images, load_image, load_splits
 from speechdraw.draw.model import Draw, DrawConfig, DrawTrace
 from speechdraw.engine.release import Release, ReleaseError, load_release
@@ -157,11 +159,12 @@ def reconstruct(model: Draw, images: Tensor, labels: Tensor | None = None, *, se
     return out
 
 
-def load_images_for(model: Draw, release: Release, specs: list[str], data: str | None = None,
+def load_images_for(model: Draw, release: Release, specs: list[str], data: str | None = None, seed: int = 0,
                     ) -> tuple[Tensor, Tensor | None, str]:
     """`test:N` or image files / folders -> (images (N, C, H, W) the model can encode, labels or None, description).
 
-    test:N reads the data source recorded in the release (data: an IDX directory or a binarized .npz to use instead).
+    test:N reads N test images drawn at random with `seed` (bounds.evaluation_subset; the description names their
+    indices) from the data source recorded in the release (data: an IDX directory or a binarized .npz to use instead).
     Files are resized to the model's size; a Bernoulli model gets them thresholded at 1/2, a logistic one on the
     8-bit grid."""
     cfg = model.cfg
@@ -185,9 +188,11 @@ def load_images_for(model: Draw, release: Release, specs: list[str], data: str |
                 raise FileNotFoundError(f"{where}: the test data this model was trained with is not here; "
                                         f"pass --data DIR_OR_NPZ (MNIST IDX directory or binarized_mnist.npz)")
         test = load_splits(src).test
-        n = min(n, len(test))
-        labels = test.labels[:n] if (test.labels is not None and cfg.num_classes) else None
-        return test.images[:n], labels, f"the first {n} test images of {src.describe()}"
+        idx, _ = evaluation_subset(len(test), n, seed)  # (n,)
+        labels = test.labels[idx] if (test.labels is not None and cfg.num_classes) else None
+        shown = " ".join(map(str, idx[:16].tolist())) + (" ..." if len(idx) > 16 else "")
+        what = f"{len(idx)} random test images (seed {seed}; indices {shown}) of {src.describe()}"
+        return test.images[idx], labels, what
     paths = []
     for spec in specs:
         found = list_images(spec)

@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "DRAW model, draw-mnist unless models/registry.json names another)")
     p.add_argument("--out", required=True, help="output directory (required)")
     p.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed, and for --reconstruct test:N the seed of the "
+                                                       "random test images (default: 0)")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF, one frame per glimpse")
     p.add_argument("--gif-num", type=int, default=16, help="images shown in the GIF and frames (default: 16)")
     p.add_argument("--frames", action="store_true", help="also write one PNG per glimpse")
@@ -24,8 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="outline the write window (red) and, when reconstructing, the read window (green) on every "
                         "GIF frame and per-glimpse PNG")
     p.add_argument("--reconstruct", nargs="+", default=None, metavar="IMAGES",
-                   help="reconstruct real images instead of sampling: test:N (first N test images) or image files "
-                        "and folders")
+                   help="reconstruct real images instead of sampling: test:N (N random test images, seeded by "
+                        "--seed) or image files and folders")
     p.add_argument("--data", default=None, help="for --reconstruct test:N: MNIST IDX directory or binarized .npz "
                                                 "to read instead of the one recorded in the release")
     p.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models only)")
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         model, release = load_draw(resolve_model(args.model, kind="draw"), args.device)
         t0 = time.perf_counter()
         if args.reconstruct:
-            images, labels, what = load_images_for(model, release, args.reconstruct, args.data)
+            images, labels, what = load_images_for(model, release, args.reconstruct, args.data, args.seed)
             if args.label is not None:
                 labels = _labels(model, args.label, images.shape[0])
             out = reconstruct(model, images, labels, seed=args.seed, out_dir=args.out, gif=args.gif,
