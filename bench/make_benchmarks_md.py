@@ -59,7 +59,7 @@ def render(records: list[dict]) -> str:
         host = r.get("host", {})
         commit = r.get("git_commit", "?")
         dirty = r.get("dirty", commit.endswith("-dirty") or commit == "unknown")
-        out.append(f"\n## {r.get('title', r['name'])}\n")
+        out.append(f"\n## {r.get('title', r['name'])} (`{r['name']}.json`)\n")
         if r.get("withdrawn"):
             out.append(_withdrawn_line("whole record", r["withdrawn"]))
         out.append(f"- command: `{r.get('command', '?')}`")
@@ -68,8 +68,8 @@ def render(records: list[dict]) -> str:
                    f"torch {host.get('torch', '?')}" + (f", GPU {host['gpu']}" if host.get("gpu") else ""))
         if dirty:
             paths = ", ".join(r.get("dirty_paths", [])[:8])
-            out.append("- **DIRTY TREE: measured from code with uncommitted changes (--allow-dirty)"
-                       + (f": {paths}" if paths else "") + "; the commit above is not the code that ran**")
+            out.append("- **DIRTY TREE: measured from code with uncommitted changes"
+                       + (f" ({paths})" if paths else "") + "; the code that ran differs from the commit above**")
         if r.get("notes"):
             out.append(f"- {r['notes']}")
         figures, withdrawn = split_withdrawn(r.get("figures", {}))
