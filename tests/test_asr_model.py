@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from speechdraw.asr.data import filter_alignable, min_ctc_frames
+from speechdraw.asr.data import filter_alignable
 from speechdraw.asr.features import FeatureConfig
 from speechdraw.asr.manifest import ManifestEntry
 from speechdraw.asr.model import (
@@ -14,7 +14,9 @@ from speechdraw.asr.model import (
     AcousticModel,
     AcousticModelConfig,
     ctc_loss_sum,
+    ctc_units,
     from_output_ids,
+    min_ctc_frames,
     reverse_padded,
     to_output_ids,
 )
@@ -130,3 +132,32 @@ def test_unalignable_utterances_are_removed_and_counted():
     # Speed perturbation up to 1.1x shortens audio: the filter assumes the fastest factor.
     kept_sp, _ = filter_alignable(entries[:1], tokens, FeatureConfig(speed_factors=(0.9, 1.1)), model)
     assert kept_sp == []
+
+
+def test_an_utterance_too_short_for_its_transcript_is_counted_and_left_out_of_the_normaliser():
+    """Two utterances: the second has 3 output frames for 6 tokens. CTC zeroes its loss; the normaliser must not count
+    its tokens, so the batch trains exactly as the first utterance alone would (a mean over that one's tokens)."""
+    model = small(stack=2)
+    torch.manual_seed(1)
+    feats = torch.randn(2, 20, 8)
+    lens = torch.tensor([20, 6])  # 10 and 3 output frames
+    targets = torch.tensor([[1, 2, 3, 4, 0, 0], [5, 6, 7, 8, 9, 5]])
+    tlens = torch.tensor([4, 6])
+    lp, out_lens = model(feats, lens)
+    assert out_lens.tolist() == [10, 3]
+    assert ctc_units(out_lens, targets, tlens) == (4.0, 1)
+    assert ctc_units(torch.tensor([10, 6]), targets, tlens) == (10.0, 0)  # 6 frames suffice for 6 distinct tokens
+    assert ctc_units(torch.tensor([10, 4]), torch.tensor([[1, 1, 0], [2, 2, 0]]), torch.tensor([2, 2])) == (4.0, 0)
+    assert ctc_units(torch.tensor([10, 2]), torch.tensor([[1, 1, 0], [2, 2, 0]]), torch.tensor([2, 2])) == (2.0, 1)
+
+    model.zero_grad()
+    tokens, _ = ctc_units(out_lens, targets, tlens)
+    batch_loss = ctc_loss_sum(lp, out_lens, targets, tlens) / tokens
+    batch_loss.backward()
+    g_batch = model.out.weight.grad.clone()
+    model.zero_grad()
+    lp1, ol1 = model(feats[:1], lens[:1])
+    alone = ctc_loss_sum(lp1, ol1, targets[:1, :4], tlens[:1]) / 4
+    alone.backward()
+    torch.testing.assert_close(batch_loss, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model.out.weight.grad, g_batch, atol=1e-5, rtol=1e-4)

@@ -102,3 +102,28 @@ def test_resume_mid_run_repeats_the_same_losses(tmp_path, corpus):
     b = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "b")]
     assert len(a) == 7 and a == b
     assert read_metrics(tmp_path / "a", "val")[0]["epoch"] == 0  # an epoch ended inside the 7 steps
+
+
+@needs_espeak
+def test_an_utterance_too_short_for_its_transcript_is_counted_in_the_metrics(tmp_path, corpus):
+    """A manifest line that overstates its audio (0.15 s of sound claimed as 3 s, with a long transcript) passes the
+    duration-based filter, but CTC cannot align it: each epoch it is counted in metrics.jsonl and left out of the loss
+    normaliser instead of silently zeroed."""
+    import soundfile as sf
+
+    from speechdraw.asr.manifest import ManifestEntry, write_manifest
+
+    entries = read_manifest(corpus)
+    wave, sr = sf.read(entries[0].audio)
+    short = tmp_path / "short.flac"
+    sf.write(str(short), wave[: int(0.15 * sr)], sr)
+    manifest = tmp_path / "train.jsonl"
+    write_manifest(manifest, [*entries, ManifestEntry(str(short), 3.0, "a transcript far too long for its audio")])
+    run = tmp_path / "run"
+    proc = run_script(["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(manifest), "--data.dev",
+                       str(corpus), "--data.max_dev_utts", "2", "--train.epochs", "2", "--train.log_every", "1",
+                       "--train.run_dir", str(run)])
+    assert "kept 25 utterances, removed 0" in proc.stderr
+    rows = read_metrics(run)
+    assert rows[-1]["unalignable"] == 2  # once per epoch
+    assert "utterances CTC could not align 2" in proc.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from conftest import read_metrics, run_script
@@ -9,10 +11,11 @@ from conftest import read_metrics, run_script
 from speechdraw.engine.checkpoint import CheckpointManager, load_checkpoint
 
 RECIPE = "recipes/example/train.py"
-# Shuffling, dropout, gradient accumulation, bucketing and EMA all on; 8 steps per epoch.
-COMMON = [RECIPE, "--preset", "tiny", "--train.accum_steps", "2", "--model.dropout", "0.2", "--data.num_buckets", "4",
+# Shuffling, dropout, gradient accumulation, bucketing and EMA all on. 16 batches per epoch in windows of 3: five
+# full windows and a tail of one, so 6 steps per epoch.
+COMMON = [RECIPE, "--preset", "tiny", "--train.accum_steps", "3", "--model.dropout", "0.2", "--data.num_buckets", "4",
           "--train.ema_decay", "0.9", "--train.log_every", "1"]
-N = 5  # falls mid-epoch; 2N crosses an epoch boundary
+N = 5  # falls mid-epoch, before the tail; 2N crosses the tail (step 6) and the epoch boundary
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,9 @@ def test_resume_is_bit_identical(reference, tmp_path):
     assert [r["loss"] for r in read_metrics(tmp_path)] == full_losses  # exact float equality, all 2N steps
     assert ([r["accuracy"] for r in read_metrics(reference, "val")]
             == [r["accuracy"] for r in read_metrics(tmp_path, "val")])
+    # The tail is trained: epoch 0 ends on step 6 (on step 5 when the tail was dropped).
+    assert [r["step"] for r in read_metrics(tmp_path, "val")] == [6]
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == [0] * 6 + [1] * 4
 
     a, b = _checkpoint(reference, 2 * N), _checkpoint(tmp_path, 2 * N)
     for key in a["model"]:
@@ -81,3 +87,17 @@ def test_crash_between_write_and_rename_and_truncated_file(reference, tmp_path):
     # After both accidents the run still reproduces the uninterrupted one exactly.
     rows = {r["step"]: r["loss"] for r in read_metrics(tmp_path)}
     assert [rows[s] for s in range(1, 9)] == [r["loss"] for r in read_metrics(reference)][:8]
+
+
+def test_schedule_ends_on_the_last_real_step_with_tails(tmp_path):
+    """accum_steps 6 on 16 batches: windows of 6, 6 and 4 per epoch. Cosine decay with no warm-up reaches its floor
+    (5% of the peak) on exactly the last step of epoch 2, so the horizon equals the steps really taken."""
+    run_script([RECIPE, "--preset", "tiny", "--train.accum_steps", "6", "--train.warmup_steps", "0",
+                "--train.lr", "0.002", "--train.run_dir", str(tmp_path)])
+    assert [r["step"] for r in read_metrics(tmp_path)] == list(range(1, 7))
+    assert [r["step"] for r in read_metrics(tmp_path, "val")] == [3, 6]
+    last = _checkpoint(tmp_path, 6)
+    assert last["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.002 * 0.05, rel=1e-9)
+    # The rate each step used: cosine over a horizon of exactly 6 steps (a 5-step horizon hits the floor at step 6).
+    expected = [0.002 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * k / 6))) for k in range(6)]
+    assert [r["lr"] for r in read_metrics(tmp_path)] == pytest.approx(expected, rel=1e-9)

@@ -81,7 +81,7 @@ def test_eval_batches_count_every_item_once():
         assert sorted(items) == list(range(len(LENGTHS)))
 
 
-def test_total_batches_counts_each_epoch_so_a_sortagrad_schedule_horizon_is_exact():
+def test_epoch_lengths_count_each_epoch_so_a_sortagrad_schedule_horizon_is_exact():
     sg = make(sort_first_epoch=True, num_buckets=1)
     counts = []
     for e in range(4):
@@ -89,5 +89,5 @@ def test_total_batches_counts_each_epoch_so_a_sortagrad_schedule_horizon_is_exac
         counts.append(len(sg))
     assert counts[0] < counts[1]  # the sorted epoch packs tighter than a shuffled one
     sg.set_epoch(2)
-    assert sg.total_batches(4) == sum(counts)
+    assert sg.epoch_lengths(4) == counts
     assert len(sg) == counts[2]  # the selected epoch is untouched

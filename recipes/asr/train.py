@@ -49,13 +49,14 @@ from speechdraw.asr.features import (
 )
 from speechdraw.asr.manifest import read_manifest
 from speechdraw.asr.metrics import ErrorRates
-from speechdraw.asr.model import AcousticModel, AcousticModelConfig, ctc_loss_sum
+from speechdraw.asr.model import AcousticModel, AcousticModelConfig, ctc_loss_sum, ctc_units
 from speechdraw.asr.release import export_checkpoint
 from speechdraw.asr.text import token_set
 from speechdraw.engine import distributed
 from speechdraw.engine.checkpoint import load_checkpoint
 from speechdraw.engine.config import parse_config
 from speechdraw.engine.ema import EMA
+from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler, eval_batches
 from speechdraw.engine.schedule import warmup_decay
@@ -219,10 +220,8 @@ def main(argv=None):
     sampler = BucketBatchSampler(durations(entries), max_total=dc.max_seconds, num_buckets=dc.num_buckets,
                                  seed=tc.seed, rank=ctx.dist.rank, world_size=ctx.dist.world_size,
                                  sort_first_epoch=dc.sortagrad)
-    # The schedule's horizon is the configured epochs (each epoch's batches counted: SortaGrad's first epoch has
-    # fewer); max_steps only stops early, so a stopped run resumes exactly.
-    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps,
+    horizon = total_steps(sampler, tc.epochs, tc.accum_steps)  # every optimiser step of the configured epochs
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=horizon,
                              decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     ema = EMA(raw, tc.ema_decay) if tc.ema_decay else None
@@ -232,7 +231,8 @@ def main(argv=None):
                            describe=lambda b: ",".join(Path(entries[i].audio).stem for i in b.indices))
     loop = restore(ctx, ctx.resume_state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                    train_step=train_step, ema=ema) or {"step": 0, "epoch": 0, "batch": 0, "best": math.inf,
-                                                       "train_seconds": 0.0, "audio_seconds": 0.0}
+                                                       "train_seconds": 0.0, "audio_seconds": 0.0, "unalignable": 0}
+    loop.setdefault("unalignable", 0)  # checkpoints written before the count existed
     log = ctx.logger()
     extra = {"feature_stats": stats.state() if stats is not None else None, "filter": dict(report.removed)}
     evaluated = AcousticModel(cfg.model).to(ctx.device) if ema is not None else raw  # holds the EMA weights
@@ -242,45 +242,38 @@ def main(argv=None):
                                  scaler=scaler, train_step=train_step, ema=ema, config=cfg, extra=extra)
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
-    done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=total_steps, initial=loop["step"])
+    bar = log.progress(total=horizon, initial=loop["step"])
     t_start, t_last, audio_last = time.time(), time.time(), 0.0
     seconds_before = loop["train_seconds"]
-    while loop["epoch"] < tc.epochs and not done:
-        sampler.set_epoch(loop["epoch"], start=loop["batch"])
+    for epoch in epochs(loop, sampler, tc.epochs, max_steps=tc.max_steps):  # sampler set to the resume position
         # A private generator: creating the loader iterator must not draw from the global RNG (resume exactness).
-        train_data.set_epoch(loop["epoch"])  # this epoch's augmentation randomness, before the workers fork
+        train_data.set_epoch(epoch)  # this epoch's augmentation randomness, before the workers fork
         loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
-                            generator=torch.Generator().manual_seed(tc.seed + loop["epoch"]))
-        window = []
-        for batch in loader:
-            window.append(make_features(frontend, batch, cfg.features, ctx.device, train=True))
-            if len(window) < tc.accum_steps:
-                continue
-            result = train_step(window, [float(b.target_lens.sum()) for b in window], step=loop["step"])
-            loop["step"] += 1
-            loop["batch"] += len(window)
+                            generator=torch.Generator().manual_seed(tc.seed + epoch))
+        for window in windows(loader, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
+            window = [make_features(frontend, b, cfg.features, ctx.device, train=True) for b in window]
+            # Normalise by the tokens of the utterances CTC can align; count the others (their loss is zeroed).
+            units = [ctc_units(cfg.model.output_frames(b.feat_lens), b.targets, b.target_lens) for b in window]
+            result = train_step(window, [tokens for tokens, _ in units], step=loop["step"])
+            loop["unalignable"] += int(distributed.all_reduce(float(sum(n for _, n in units))))  # on every rank
             loop["audio_seconds"] += sum(b.seconds for b in window) * ctx.dist.world_size
             loop["train_seconds"] = seconds_before + time.time() - t_start
-            window = []
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
                 now = time.time()
                 speed = (loop["audio_seconds"] - audio_last) / (now - t_last) if audio_last else float("nan")
                 t_last, audio_last = now, loop["audio_seconds"]
                 log.log(loop["step"], "train", epoch=loop["epoch"], loss=result.loss, lr=result.lr,
-                        grad_norm=result.grad_norm, skipped=int(result.skipped), audio_per_second=speed)
+                        grad_norm=result.grad_norm, skipped=int(result.skipped), audio_per_second=speed,
+                        unalignable=loop["unalignable"])
                 if not sys.stderr.isatty():
-                    ctx.print(f"step {loop['step']}/{total_steps} epoch {loop['epoch']} "
+                    ctx.print(f"step {loop['step']}/{horizon} epoch {loop['epoch']} "
                               f"loss {result.loss:.3f} lr {result.lr:.2e} {speed:.1f} s audio/s "
                               f"({loop['train_seconds'] / 60:.1f} min)")
             if tc.ckpt_every and loop["step"] % tc.ckpt_every == 0:
                 save()
-            if tc.max_steps and loop["step"] >= tc.max_steps:
-                done = True
-                break
-        if done and loop["batch"] < len(sampler):
-            save()  # stopped mid-epoch: remember the exact position
+        if loop["batch"] < len(sampler):
+            save()  # max_steps reached mid-epoch: remember the exact position
             break
         metrics = evaluate(raw, frontend, dev_data, ctx, 4 * dc.max_seconds)
         row = {"cer": metrics["cer"], "wer": metrics["wer"]}
@@ -294,8 +287,7 @@ def main(argv=None):
                   + f" ({loop['train_seconds'] / 60:.1f} min of training)")
         is_best = selected < loop["best"]
         loop["best"] = min(loop["best"], selected)
-        loop["epoch"] += 1
-        loop["batch"] = 0
+        loop["epoch"], loop["batch"] = epoch + 1, 0
         save(is_best=is_best)
     bar.close()
 
@@ -307,7 +299,8 @@ def main(argv=None):
             "train_steps_total": loop["step"]})
         log.plot()
         ctx.print(f"done: step {loop['step']}, best dev CER {loop['best']:.4f}, "
-                  f"{loop['train_seconds'] / 60:.1f} min of training, skipped steps {train_step.nonfinite_skips}; "
+                  f"{loop['train_seconds'] / 60:.1f} min of training, skipped steps {train_step.nonfinite_skips}, "
+                  f"utterances CTC could not align {loop['unalignable']} (left out of the loss); "
                   f"release {out}")
     log.close()
     distributed.cleanup()

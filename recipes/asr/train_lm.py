@@ -25,6 +25,7 @@ from speechdraw.asr.lm.ngram import read_sentences
 from speechdraw.asr.lm.rnnlm import LSTMLM, RNNLMConfig, Vocabulary, evaluate, loss_sum, make_batch
 from speechdraw.engine import distributed
 from speechdraw.engine.config import parse_config, to_dict
+from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.release import save_release
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler
@@ -94,8 +95,8 @@ def main(argv=None):
     sampler = BucketBatchSampler([len(s) + 1 for s in train_data], max_total=cfg.data.batch_tokens,
                                  num_buckets=cfg.data.num_buckets, seed=tc.seed, rank=ctx.dist.rank,
                                  world_size=ctx.dist.world_size)
-    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps  # each epoch counted (SortaGrad)
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps,
+    horizon = total_steps(sampler, tc.epochs, tc.accum_steps)  # every optimiser step of the configured epochs
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=horizon,
                              decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     train_step = TrainStep(model, optimizer, ctx.precision, forward=lambda m, b: m(b[0], b[1]),
@@ -120,22 +121,14 @@ def main(argv=None):
                                  scaler=scaler, train_step=train_step, config=cfg)
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
-    done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=total_steps, initial=loop["step"])
+    bar = log.progress(total=horizon, initial=loop["step"])
     t0 = time.time() - loop["seconds"]
-    while loop["epoch"] < tc.epochs and not done:
-        sampler.set_epoch(loop["epoch"], start=loop["batch"])
+    for epoch in epochs(loop, sampler, tc.epochs, max_steps=tc.max_steps):  # sampler set to the resume position
         loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=make_batch, num_workers=tc.num_workers,
-                            generator=torch.Generator().manual_seed(tc.seed + loop["epoch"]))
-        window = []
-        for inputs, targets in loader:
-            window.append((inputs.to(ctx.device), targets.to(ctx.device)))
-            if len(window) < tc.accum_steps:
-                continue
+                            generator=torch.Generator().manual_seed(tc.seed + epoch))
+        for window in windows(loader, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
+            window = [(inputs.to(ctx.device), targets.to(ctx.device)) for inputs, targets in window]
             result = train_step(window, [int((t != -100).sum()) for _, t in window], step=loop["step"])
-            loop["step"] += 1
-            loop["batch"] += len(window)
-            window = []
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
                 log.log(loop["step"], "train", epoch=loop["epoch"], loss=result.loss, lr=result.lr,
@@ -143,12 +136,9 @@ def main(argv=None):
             if tc.ckpt_every and loop["step"] % tc.ckpt_every == 0:
                 loop["seconds"] = time.time() - t0
                 save()
-            if tc.max_steps and loop["step"] >= tc.max_steps:
-                done = True
-                break
         loop["seconds"] = time.time() - t0
-        if done and loop["batch"] < len(sampler):
-            save()  # stopped mid-epoch: remember the exact position
+        if loop["batch"] < len(sampler):
+            save()  # max_steps reached mid-epoch: remember the exact position
             break
         metrics = dev_eval() if dev_sentences else {}
         if metrics:
@@ -158,8 +148,7 @@ def main(argv=None):
         is_best = not metrics or metrics["perplexity"] < loop["best"]  # no dev text: the newest is the best
         if metrics:
             loop["best"] = min(loop["best"], metrics["perplexity"])
-        loop["epoch"] += 1
-        loop["batch"] = 0
+        loop["epoch"], loop["batch"] = epoch + 1, 0
         save(is_best=is_best)
     bar.close()
 
@@ -168,7 +157,7 @@ def main(argv=None):
         metrics = {"steps": loop["step"], "train_seconds": loop["seconds"], "vocab_size": len(vocab),
                    **{f"dev_{k}": v for k, v in final.items()}}
         save_release(ctx.run_dir / "release", raw.state_dict(), to_dict(cfg.model), kind="rnnlm", metrics=metrics,
-                     extra_files={"vocab.txt": str(ctx.run_dir / "vocab.txt")})
+                     copy_files={"vocab.txt": ctx.run_dir / "vocab.txt"})
         log.plot()
         dev = f", dev perplexity {final['perplexity']:.2f}" if final else ""
         ctx.print(f"done: step {loop['step']}, {loop['seconds']:.0f}s training{dev}; release {ctx.run_dir}/release")

@@ -48,6 +48,7 @@ from speechdraw.draw.model import Draw, DrawConfig
 from speechdraw.engine import distributed
 from speechdraw.engine.checkpoint import load_checkpoint
 from speechdraw.engine.config import parse_config
+from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.release import save_release
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler
@@ -189,8 +190,8 @@ def main(argv=None):
     # Every image has the same size: one bucket gives plain shuffled batches, in an order fixed by (seed, epoch).
     sampler = BucketBatchSampler([1.0] * len(train_data), batch_size=dc.batch_size, num_buckets=1, seed=tc.seed,
                                  rank=ctx.dist.rank, world_size=ctx.dist.world_size)
-    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps, decay=tc.lr_decay)
+    horizon = total_steps(sampler, tc.epochs, tc.accum_steps)  # every optimiser step of the configured epochs
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=horizon, decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     conditional = mc.num_classes > 0
     train_step = TrainStep(model, optimizer, ctx.precision, forward=forward, loss_fn=loss_fn, scheduler=scheduler,
@@ -208,24 +209,16 @@ def main(argv=None):
                                  scaler=scaler, train_step=train_step, config=cfg, extra=extra)
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
-    done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=total_steps, initial=loop["step"])
+    bar = log.progress(total=horizon, initial=loop["step"])
     t_start, t_last, step_last = time.time(), time.time(), loop["step"]
     seconds_before = loop["train_seconds"]
-    while loop["epoch"] < tc.epochs and not done:
-        sampler.set_epoch(loop["epoch"], start=loop["batch"])
+    for epoch in epochs(loop, sampler, tc.epochs, max_steps=tc.max_steps):  # sampler set to the resume position
         if hasattr(train_data, "set_epoch"):
-            train_data.set_epoch(loop["epoch"])  # dynamic binarisation: this epoch's draw, a function of the epoch
-        window = []
-        for idx in sampler:
-            window.append(make_batch(train_data, idx, ctx.device, conditional))
-            if len(window) < tc.accum_steps:
-                continue
+            train_data.set_epoch(epoch)  # dynamic binarisation: this epoch's draw, a function of the epoch
+        for window in windows(sampler, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
+            window = [make_batch(train_data, idx, ctx.device, conditional) for idx in window]
             result = train_step(window, [float(len(b.x)) for b in window], step=loop["step"])
-            loop["step"] += 1
-            loop["batch"] += len(window)
             loop["train_seconds"] = seconds_before + time.time() - t_start
-            window = []
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
                 now = time.time()
@@ -234,16 +227,13 @@ def main(argv=None):
                 log.log(loop["step"], "train", epoch=loop["epoch"], loss=result.loss, lr=result.lr,
                         grad_norm=result.grad_norm, skipped=int(result.skipped), s_per_step=s_per_step)
                 if not sys.stderr.isatty():
-                    ctx.print(f"step {loop['step']}/{total_steps} epoch {loop['epoch']} bound {result.loss:.2f} nats "
+                    ctx.print(f"step {loop['step']}/{horizon} epoch {loop['epoch']} bound {result.loss:.2f} nats "
                               f"grad norm {result.grad_norm:.1f} {s_per_step:.3f} s/step "
                               f"({loop['train_seconds'] / 60:.1f} min)")
             if tc.ckpt_every and loop["step"] % tc.ckpt_every == 0:
                 save()
-            if tc.max_steps and loop["step"] >= tc.max_steps:
-                done = True
-                break
-        if done and loop["batch"] < len(sampler):
-            save()  # stopped mid-epoch: remember the exact position
+        if loop["batch"] < len(sampler):
+            save()  # max_steps reached mid-epoch: remember the exact position
             break
         val = elbo_bound(raw, valid_data, batch_size=dc.eval_batch_size, max_images=dc.max_valid,
                          device=ctx.device, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
@@ -254,8 +244,7 @@ def main(argv=None):
                   f"({loop['train_seconds'] / 60:.1f} min of training)")
         is_best = val["bound"] < loop["best"]
         loop["best"] = min(loop["best"], val["bound"])
-        loop["epoch"] += 1
-        loop["batch"] = 0
+        loop["epoch"], loop["batch"] = epoch + 1, 0
         save(is_best=is_best)
     bar.close()
 

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from speechdraw.engine import distributed
 from speechdraw.engine.config import parse_config, to_dict
 from speechdraw.engine.ema import EMA
+from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.release import save_release
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler, eval_batches
@@ -163,9 +164,8 @@ def main(argv=None):
     sampler = BucketBatchSampler([len(x) for x, _ in train_data], batch_size=cfg.data.batch_size,
                                  num_buckets=cfg.data.num_buckets, seed=tc.seed, rank=ctx.dist.rank,
                                  world_size=ctx.dist.world_size, sort_first_epoch=cfg.data.sortagrad)
-    total_steps = sampler.total_batches(tc.epochs) // tc.accum_steps  # each epoch counted (SortaGrad)
-    # The schedule's horizon is the configured epochs; max_steps only stops early (so a stopped run resumes exactly).
-    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=total_steps,
+    horizon = total_steps(sampler, tc.epochs, tc.accum_steps)  # every optimiser step of the configured epochs
+    scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=horizon,
                              decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
     ema = EMA(raw, tc.ema_decay) if tc.ema_decay else None
@@ -181,34 +181,23 @@ def main(argv=None):
                                  scaler=scaler, train_step=train_step, ema=ema, config=cfg)
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
-    done = bool(tc.max_steps) and loop["step"] >= tc.max_steps
-    bar = log.progress(total=total_steps, initial=loop["step"])
+    bar = log.progress(total=horizon, initial=loop["step"])
     t0 = time.time()
-    while loop["epoch"] < tc.epochs and not done:
-        sampler.set_epoch(loop["epoch"], start=loop["batch"])
+    for epoch in epochs(loop, sampler, tc.epochs, max_steps=tc.max_steps):  # sampler set to the resume position
         # A private generator: creating the loader iterator must not draw from the global RNG (resume exactness).
         loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
-                            generator=torch.Generator().manual_seed(tc.seed + loop["epoch"]))
-        window = []
-        for batch in loader:
-            window.append(batch.to(ctx.device))
-            if len(window) < tc.accum_steps:
-                continue
+                            generator=torch.Generator().manual_seed(tc.seed + epoch))
+        for window in windows(loader, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
+            window = [b.to(ctx.device) for b in window]
             result = train_step(window, [b.frames for b in window], step=loop["step"])
-            loop["step"] += 1
-            loop["batch"] += len(window)
-            window = []
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
                 log.log(loop["step"], "train", epoch=loop["epoch"], loss=result.loss, lr=result.lr,
                         grad_norm=result.grad_norm, skipped=int(result.skipped), overflow=int(result.overflow))
             if tc.ckpt_every and loop["step"] % tc.ckpt_every == 0:
                 save()
-            if tc.max_steps and loop["step"] >= tc.max_steps:
-                done = True
-                break
-        if done and loop["batch"] < len(sampler):
-            save()  # stopped mid-epoch: remember the exact position
+        if loop["batch"] < len(sampler):
+            save()  # max_steps reached mid-epoch: remember the exact position
             break
         metrics = evaluate(raw, val_data, ctx)
         log.log(loop["step"], "val", epoch=loop["epoch"], **metrics)
@@ -216,8 +205,7 @@ def main(argv=None):
                   f"loss {metrics['loss']:.4f} ({time.time() - t0:.1f}s)")
         is_best = metrics["loss"] < loop["best"]
         loop["best"] = min(loop["best"], metrics["loss"])
-        loop["epoch"] += 1
-        loop["batch"] = 0
+        loop["epoch"], loop["batch"] = epoch + 1, 0
         save(is_best=is_best)
     bar.close()
 

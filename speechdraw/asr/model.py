@@ -129,6 +129,27 @@ class AcousticModel(nn.Module):
 
 def ctc_loss_sum(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor,
                  target_lens: torch.Tensor) -> torch.Tensor:
-    """Summed CTC loss over the batch, in fp32 (call outside autocast). (B, T', V), (B,), (B, U) output ids, (B,)."""
+    """Summed CTC loss over the batch, in fp32 (call outside autocast). (B, T', V), (B,), (B, U) output ids, (B,).
+
+    An utterance with fewer output frames than its tokens need has no CTC path (infinite loss): zero_infinity makes
+    its loss and gradient 0. Normalise by `ctc_units`: it leaves their tokens out and counts them, so they neither
+    shrink the gradient nor pass unnoticed."""
     return nn.functional.ctc_loss(log_probs.float().transpose(0, 1), targets, out_lens, target_lens, blank=BLANK,
                                   reduction="sum", zero_infinity=True)
+
+
+def min_ctc_frames(token_ids: list[int]) -> int:
+    """Fewest output frames a CTC path for these tokens needs: one per token plus a blank between each repeat."""
+    return len(token_ids) + sum(a == b for a, b in zip(token_ids, token_ids[1:]))
+
+
+def ctc_units(out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor) -> tuple[float, int]:
+    """The normaliser of a batch's summed CTC loss: the target tokens of the utterances CTC can align; and how many
+    utterances it cannot align (too few output frames: ctc_loss_sum zeroes their loss). (B,), (B, U), (B,)."""
+    tokens, unalignable = 0, 0
+    for frames, ids, n in zip(out_lens.tolist(), targets.tolist(), target_lens.tolist()):
+        if frames >= min_ctc_frames(ids[:n]):
+            tokens += n
+        else:
+            unalignable += 1
+    return float(tokens), unalignable

@@ -6,6 +6,7 @@ It knows nothing about speech or images. Modules, in the order a recipe meets th
     device.py       device selection and the fp32 / bf16 / fp16 precision policy
     distributed.py  torchrun process group, all-reduce helpers
     sampler.py      length-bucketed distributed batch sampler, evaluation sharding
+    loop.py         the loop position: epochs, accumulation windows (tails kept), schedule horizon, resume
     step.py         TrainStep: accumulation, global normalisation, clipping, non-finite guard
     schedule.py     warm-up + decay learning-rate schedule
     ema.py          exponential moving average of weights

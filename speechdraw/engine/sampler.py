@@ -106,13 +106,13 @@ class BucketBatchSampler:
         """Batches per rank per epoch (the same on every rank)."""
         return len(self.global_batches(self.epoch)) // self.world_size
 
-    def total_batches(self, epochs: int) -> int:
-        """Batches per rank over epochs 0..epochs-1: the horizon of a learning-rate schedule. Epochs differ in count
-        (SortaGrad's sorted epoch packs tighter than shuffled ones), each epoch is counted."""
+    def epoch_lengths(self, epochs: int) -> list[int]:
+        """Batches per rank in each of epochs 0..epochs-1. Epochs differ in count (SortaGrad's sorted epoch packs
+        tighter than shuffled ones): a schedule's horizon (engine/loop.py total_steps) counts each one."""
         current = self.epoch
-        total = sum(len(self.global_batches(e)) // self.world_size for e in range(epochs))
+        counts = [len(self.global_batches(e)) // self.world_size for e in range(epochs)]
         self.global_batches(current)  # leave the cache on the selected epoch
-        return total
+        return counts
 
     def __iter__(self) -> Iterator[list[int]]:
         mine = self.global_batches(self.epoch)[self.rank :: self.world_size]
