@@ -43,7 +43,7 @@ def files(tmp_path_factory):
     torch.manual_seed(1)
     lm_cfg = RNNLMConfig(vocab_size=len(vocab), embed=16, hidden=16, layers=1, dropout=0.0)
     save_release(d / "rnnlm", LSTMLM(lm_cfg).state_dict(), to_dict(lm_cfg), kind="rnnlm",
-                 extra_files={"vocab.txt": str(vocab.save(d / "vocab.txt"))})
+                 copy_files={"vocab.txt": vocab.save(d / "vocab.txt")})
     model, model_cfg, feat_cfg = small_model()
     save_speech_release(d / "acoustic", model.state_dict(), model_cfg, feat_cfg, None, TOKENS)
     return d
@@ -89,6 +89,26 @@ def test_release_round_trip_decodes_the_same(files, tmp_path):
         load_speech_release(release)
     with pytest.raises(ValueError, match="rescore_weight"):
         add_decoder(files / "acoustic", BeamConfig(rescore_weight=0.5))
+
+
+def test_decoder_json_cannot_point_outside_its_release(files, tmp_path):
+    """`../` or a symbolic link out of the release is refused in one line, even when the file outside exists."""
+    release = tmp_path / "release"
+    shutil.copytree(files / "acoustic", release)
+    shutil.copyfile(files / "word3.arpa", tmp_path / "outside.arpa")
+    for lm in ("../outside.arpa", "sub/../../outside.arpa", "link.arpa"):
+        if lm == "link.arpa":
+            (release / "link.arpa").symlink_to(tmp_path / "outside.arpa")
+        (release / "decoder.json").write_text(json.dumps({"lm": lm, "lm_weight": 1.0}))
+        with pytest.raises(ReleaseError, match="must be a file inside the release directory") as e:
+            load_speech_release(release)
+        assert "\n" not in str(e.value) and lm in str(e.value)
+    (release / "decoder.json").write_text(json.dumps({"lexicon": str(files / "words.lex")}))
+    with pytest.raises(ReleaseError, match="inside the release directory"):
+        load_speech_release(release)
+    shutil.copyfile(files / "word3.arpa", release / "lm.arpa")
+    (release / "decoder.json").write_text(json.dumps({"lm": "./lm.arpa", "lm_weight": 1.0}))
+    assert Path(load_speech_release(release).beam_config.lm) == (release / "lm.arpa").resolve()
 
 
 def test_export_with_decoder_and_rnnlm(files, tmp_path):

@@ -72,6 +72,20 @@ def test_release_round_trip_and_errors(tmp_path):
     assert (out / "tokens.txt").read_text() == "a\nb\n" and (out / "stats.bin").read_bytes() == b"\x00\x01"
     assert load_release(out / "model.pt").dir == out
 
+    # Contents and copies are separate arguments: a text that names an existing file is still written as text.
+    src = tmp_path / "vocab.txt"
+    src.write_text("x\ny\n")
+    out2 = save_release(tmp_path / "rel2", model.state_dict(), {}, kind="example",
+                        extra_files={"note.txt": str(src)}, copy_files={"vocab.txt": src})
+    assert (out2 / "note.txt").read_text() == str(src) and (out2 / "vocab.txt").read_text() == "x\ny\n"
+    with pytest.raises(TypeError, match="copy_files"):
+        save_release(tmp_path / "rel3", model.state_dict(), {}, kind="example", extra_files={"v.txt": src})
+    with pytest.raises(FileNotFoundError, match="nope.txt"):
+        save_release(tmp_path / "rel3", model.state_dict(), {}, kind="example", copy_files={"v.txt": "nope.txt"})
+    with pytest.raises(ValueError, match="outside"):
+        save_release(tmp_path / "rel3", model.state_dict(), {}, kind="example", extra_files={"../x.txt": "x"})
+    assert not (tmp_path / "x.txt").exists()
+
     with pytest.raises(ReleaseError, match="is a 'example' model, but a 'draw' model is needed"):
         load_release(out, kind="draw")
     with pytest.raises(ReleaseError, match="no such model"):

@@ -66,7 +66,7 @@ def test_asr_export_archive_loads_with_the_same_outputs(store, tmp_path):
     vocab = Vocabulary.build(text, "word")
     lm_cfg = RNNLMConfig(vocab_size=len(vocab), embed=8, hidden=8, layers=1, dropout=0.0)
     save_release(tmp_path / "rnnlm", LSTMLM(lm_cfg).state_dict(), to_dict(lm_cfg), kind="rnnlm",
-                 extra_files={"vocab.txt": str(vocab.save(tmp_path / "vocab.txt"))})
+                 copy_files={"vocab.txt": vocab.save(tmp_path / "vocab.txt")})
     add_decoder(release, BeamConfig(lm="lm.arpa", lm_weight=0.5, rescore_weight=0.3), base_dir=tmp_path,
                 rnnlm=tmp_path / "rnnlm")
     record = tmp_path / "asr_decode.json"

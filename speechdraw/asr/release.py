@@ -187,8 +187,8 @@ def _load_decoder(release_dir: Path) -> tuple[BeamConfig | None, Path | None]:
     for name in ("lexicon", "lm"):
         rel = getattr(cfg, name)
         if rel:
-            if os.path.isabs(rel):
-                raise ReleaseError(f"{path}: {name} {rel!r} must be relative to the release directory")
+            if os.path.isabs(rel) or not (release_dir / rel).resolve().is_relative_to(release_dir.resolve()):
+                raise ReleaseError(f"{path}: {name} {rel!r} must be a file inside the release directory")
             if not (release_dir / rel).is_file():
                 raise ReleaseError(f"{path}: names {name} {rel!r}, which is not in the release")
             files[name] = str((release_dir / rel).resolve())

@@ -58,10 +58,16 @@ class Release:
 
 def save_release(out_dir: str | os.PathLike, state_dict: dict, model_config: dict, *, kind: str,
                  metrics: dict | None = None, extra: dict | None = None,
-                 extra_files: dict[str, str | bytes | os.PathLike] | None = None) -> Path:
-    """Write a release directory. `extra_files` maps a file name to bytes, text, or a path to copy."""
+                 extra_files: dict[str, str | bytes] | None = None,
+                 copy_files: dict[str, str | os.PathLike] | None = None) -> Path:
+    """Write a release directory. `extra_files` maps a file name to its contents (text or bytes); `copy_files` maps a
+    file name to a file to copy there. Two arguments, so a text that happens to name an existing file is never copied
+    and a mistyped path is never written as text. Names stay inside the release directory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in [*(extra_files or {}), *(copy_files or {})]:
+        if not (out / name).resolve().is_relative_to(out.resolve()):
+            raise ValueError(f"release file name {name!r} would land outside {out}")
     clean = {k.removeprefix("_orig_mod.").removeprefix("module."): v.detach().cpu().contiguous()
              for k, v in state_dict.items()}
     atomic_torch_save(clean, out / "model.pt")
@@ -70,11 +76,18 @@ def save_release(out_dir: str | os.PathLike, state_dict: dict, model_config: dic
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, bytes):
             target.write_bytes(content)
-        elif isinstance(content, str) and not os.path.exists(content):
+        elif isinstance(content, str):
             target.write_text(content)
         else:
-            if Path(content).resolve() != target.resolve():
-                shutil.copyfile(content, target)
+            raise TypeError(f"extra_files[{name!r}] must be text or bytes (copy a file with copy_files), "
+                            f"got {type(content).__name__}")
+    for name, source in (copy_files or {}).items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not Path(source).is_file():
+            raise FileNotFoundError(f"{source}: no such file to copy into the release as {name}")
+        if Path(source).resolve() != target.resolve():
+            shutil.copyfile(source, target)
     config = {
         "format_version": RELEASE_FORMAT_VERSION,
         "kind": kind,
