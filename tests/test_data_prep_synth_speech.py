@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from asr_fixtures import prep
 
+from speechdraw.asr import augment
 from speechdraw.asr.audio import load_audio
 from speechdraw.asr.manifest import read_manifest, validate_manifest
 from speechdraw.asr.text import word_count
@@ -65,12 +66,61 @@ def test_splits_are_disjoint_and_utterances_follow_the_voice_rules():
 
 
 def test_en_gb_is_spoken_under_a_name_that_takes_variants(tmp_path):
-    cmd = synth.espeak_command("en-gb", "f2", 150, 40, "hello", tmp_path / "x.wav")
-    assert cmd[:3] == ["espeak-ng", "-v", "en+f2"] and cmd[-1] == "hello"
+    utt = synth.Utterance("x", "dev", "hello", "en-gb", "f2", 150, 40)
+    cmd = synth.synth_command(utt, tmp_path / "x.wav")
+    assert cmd[:3] == ["espeak-ng", "-v", "en+f2"] and "hello" not in cmd  # the text goes to stdin
+
+
+def test_other_synthesizers_only_in_their_own_splits_and_test_voice_never_in_train():
+    sentences = [f"sentence number {i} has a few words" for i in range(40)]
+    p = plan(dev_utts=5, test_utts=4)
+    s = synth.split_sentences(sentences, p)
+    train = [synth.utterance(p, s, "train", i) for i in range(20)]
+    other = [synth.utterance(p, s, "train_other", i) for i in range(200)]
+    test_voice = [synth.utterance(p, s, "test_voice", i) for i in range(4)]
+    assert {u.synth for u in train} == {"espeak-ng"}
+    assert {u.speaker for u in other} == set(synth.OTHER_TRAIN_VOICES)  # every other voice, and only those
+    assert {u.speaker for u in test_voice} == {synth.TEST_VOICE} and synth.TEST_VOICE not in synth.OTHER_TRAIN_VOICES
+    assert [u.text for u in test_voice] == s.test  # test's sentences, so the voice is the only thing that changed
+    # The two parts of train start from opposite ends of the sentence pool: no sentence twice while it lasts.
+    assert not {u.text for u in train} & {u.text for u in other[:7]}
+    assert other[0].text == s.train[-1] and all(u.pitch is None and 140 <= u.speed <= 200 for u in other)
+    assert synth.utterance(p, s, "test", 3) == synth.utterance(plan(dev_utts=5, test_utts=4, test_voice="flite+kal"),
+                                                              s, "test", 3)  # new fields leave test alone
 
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (apt-get install -y espeak-ng)")
+needs_others = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("text2wave") is None,
+                                  reason="apt-get install -y flite festival festvox-kallpc16k")
+DASHED = "-h -v the quick brown fox jumps over the lazy dog"  # argv would read: help, then verbose
+
+
+@needs_espeak
+@needs_others
+@pytest.mark.parametrize("voice", ["espeak-ng+en-us", *synth.OTHER_TRAIN_VOICES, synth.TEST_VOICE])
+def test_every_synthesizer_speaks_a_sentence_that_starts_with_a_dash(tmp_path, voice):
+    synth_name, name = voice.split("+")
+    utt = synth.Utterance("x", "test", DASHED, name, "", 175, 50 if synth_name == "espeak-ng" else None, synth_name)
+    out = synth.audio_path(tmp_path, utt)
+    uid, seconds = synth.make((utt, str(tmp_path)))
+    info = sf.info(out)
+    assert (uid, info.samplerate, info.channels) == ("x", 16_000, 1)  # kal's 8 kHz, espeak's 22.05 kHz resampled
+    assert seconds > 2.0  # ten words spoken (a parsed option gives no audio or a help text instead)
+    wave = load_audio(out)
+    assert wave.abs().max() > 0.05
+    # Slower speech lasts longer: the rate reaches every synthesizer.
+    slow = synth.Utterance("y", "test", DASHED, name, "", 120, utt.pitch, synth_name)
+    assert synth.make((slow, str(tmp_path)))[1] > 1.2 * seconds
+
+
+@needs_others
+def test_a_voice_flite_or_festival_lacks_is_refused(tmp_path):
+    synth.check_other_voices(synth.OTHER_TRAIN_VOICES + (synth.TEST_VOICE,), tmp_path)
+    with pytest.raises(SystemExit, match="no voice 'nosuch'"):  # flite would fall back to kal without a word
+        synth.check_other_voices(("flite+nosuch",), tmp_path)
+    with pytest.raises(SystemExit, match="festival\\+nosuch"):
+        synth.check_other_voices(("festival+nosuch",), tmp_path)
 
 
 @needs_espeak
@@ -87,12 +137,12 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     src = tmp_path / "source.txt"
     src.write_text(TEXT)
     out = tmp_path / "synth"
-    argv = ["--source", str(src), "--out", str(out), "--hours", "0.004", "--dev-utts", "2", "--test-utts", "2",
+    argv = ["--source", str(src), "--out", str(out), "--hours", "0.004", "--dev-utts", "2", "--test-utts", "4",
             "--jobs", "2"]  # fmt: skip
     assert synth.main(argv) == 0
 
     manifests = {split: read_manifest(out / f"{split}.jsonl") for split in synth.SPLITS}
-    assert [len(manifests[s]) for s in ("dev", "test", "test_accent")] == [2, 2, 2]
+    assert [len(manifests[s]) for s in synth.SPLITS if s != "train"] == [2] + [4] * 6
     assert sum(e.duration for e in manifests["train"]) >= 0.004 * 3600
     for split, entries in manifests.items():
         assert validate_manifest(out / f"{split}.jsonl", decode=True).ok
@@ -100,7 +150,8 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
             info = sf.info(e.audio)
             assert (info.samplerate, info.channels, info.format) == (16_000, 1, "FLAC")
             assert 5 <= word_count(e.text) <= 30
-            assert {"voice", "variant", "speed", "pitch"} <= e.extra.keys() and e.speaker.startswith(e.extra["voice"])
+            assert {"synth", "voice", "variant", "speed", "pitch"} <= e.extra.keys()
+            assert e.speaker in (f"{e.extra['voice']}+{e.extra['variant']}", f"{e.extra['synth']}+{e.extra['voice']}")
         wave = load_audio(entries[0].audio)
         assert wave.shape[0] == pytest.approx(entries[0].duration * 16_000, abs=1)
         assert wave.abs().max() > 0.05  # speech, not silence
@@ -108,8 +159,13 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     # The split rules, checked on what was written.
     text = {split: {e.text for e in entries} for split, entries in manifests.items()}
     lm = set((out / "lm_train.txt").read_text().splitlines())
-    for held in ("dev", "test", "test_accent"):
+    for held in ("dev", "test", "test_accent", "test_voice", *synth.HARDER_SETS):
         assert not text[held] & text["train"] and not text[held] & lm
+    assert text["test_voice"] == text["test"]
+    speakers = {split: {e.speaker for e in entries} for split, entries in manifests.items()}
+    assert speakers["test_voice"] == {"flite+rms"} and "flite+rms" not in speakers["train"]
+    synths = {e.extra["synth"] for e in manifests["train"]}
+    assert synths == {"espeak-ng", "flite"} or synths == {"espeak-ng", "flite", "festival"}
     assert text["train"] <= lm and "too short" in lm  # short sentences feed the LM, not the audio
     assert "doctor smith arrived at three thirty p m with a small brown bag" in lm | text["dev"] | text["test"] | \
         text["test_accent"]  # fmt: skip
@@ -117,13 +173,14 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     assert not (variants["dev"] | variants["test"]) & variants["train"]
     accents = {split: {e.extra["voice"] for e in entries} for split, entries in manifests.items()}
     assert accents["test_accent"] == {"en-gb-scotland"} and "en-gb-scotland" not in accents["train"]
+    check_harder_sets(manifests)
     summary = json.loads((out / "corpus.json").read_text())
     assert summary["splits"]["dev"]["utterances"] == 2
     assert summary["overlap_with_train_and_lm_text"]["test"] == {"train": 0, "lm_train": 0}
 
     # Re-running changes nothing; a deleted file is re-made identically (synthesis is deterministic).
     before = {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac")}
-    manifest_bytes = (out / "train.jsonl").read_bytes()
+    manifest_bytes, noisy_bytes = (out / "train.jsonl").read_bytes(), (out / "test_noisy.jsonl").read_bytes()
     victim = manifests["dev"][1].audio
     samples, _ = sf.read(victim)
     (out / "audio" / "dev" / victim.rsplit("/", 1)[-1]).unlink()
@@ -134,6 +191,55 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     assert np.array_equal(sf.read(victim)[0], samples)
     assert (out / "train.jsonl").read_bytes() == manifest_bytes
 
+    # A corpus started before the other synthesizers and harder sets existed continues under the upgraded plan; its
+    # files are kept as they are (here a finished corpus: nothing at all is made again).
+    old_plan = json.loads((out / "plan.json").read_text())
+    del old_plan["other_train_voices"], old_plan["test_voice"], old_plan["noisy_snrs"]
+    (out / "plan.json").write_text(json.dumps(old_plan))
+    assert synth.main(argv) == 0
+    assert json.loads((out / "plan.json").read_text())["test_voice"] == "flite+rms"
+    assert {p: p.stat().st_mtime_ns for p in (out / "audio").rglob("*.flac")} == after
+    assert [(out / f"{s}.jsonl").read_bytes() for s in ("train", "test_noisy")] == [manifest_bytes, noisy_bytes]
+
     # Different settings must not mix with an existing corpus.
     with pytest.raises(SystemExit, match="seed"):
         synth.main([*argv, "--seed", "1"])
+
+
+def check_harder_sets(manifests):
+    """test_noisy / test_reverb / test_phone: test's utterances, same lengths, through what each line says."""
+    test = {e.audio.rsplit("/", 1)[-1].removesuffix(".flac"): e for e in manifests["test"]}
+    for split in synth.HARDER_SETS:
+        for e in manifests[split]:
+            src = test[e.extra["source"]]
+            assert (e.text, e.speaker, e.extra["variant"]) == (src.text, src.speaker, src.extra["variant"])
+            clean, noisy = sf.read(src.audio)[0], sf.read(e.audio)[0]
+            assert len(noisy) == len(clean) and e.duration == src.duration
+            assert not np.allclose(noisy, clean, atol=1e-3)
+    noisy = manifests["test_noisy"]
+    assert [e.extra["snr_db"] for e in noisy] == [0, 5, 10, 20]
+    assert {e.extra["noise"] for e in noisy} <= set(augment.TEST_NOISE_KINDS)
+    assert not set(augment.TEST_NOISE_KINDS) & set(augment.TRAIN_NOISE_KINDS)
+    for e in noisy:
+        # The file is a * clean + b * noise with the noise the line names (made again from the utterance's seed);
+        # the least-squares a, b give the SNR actually in the file.
+        clean, mixed = sf.read(test[e.extra["source"]].audio)[0], sf.read(e.audio)[0]
+        talkers = [sf.read(test[t].audio)[0] for t in e.extra.get("talkers", [])]
+        noise = augment.make_noise(e.extra["noise"], len(clean), 16_000, np.random.default_rng(e.extra["seed"]),
+                                   talkers or None)  # fmt: skip
+        (a, b), *_ = np.linalg.lstsq(np.stack([clean, noise], 1), mixed, rcond=None)
+        assert np.abs(mixed - a * clean - b * noise).max() < 1e-3  # nothing else in it
+        snr = 10 * np.log10(np.sum((a * clean) ** 2) / np.sum((b * noise) ** 2))
+        assert snr == pytest.approx(e.extra["snr_db"], abs=0.5)
+    for e in manifests["test_reverb"]:
+        assert 0.3 <= e.extra["rt60"] <= 1.0 and 1.0 <= e.extra["distance"] <= 3.0
+        lo, hi = zip(*augment.ROOM_SIZES["test"])  # (L, W, H) lower and upper bounds
+        assert all(lo[k] - 0.01 <= e.extra["room"][k] <= hi[k] + 0.01 for k in range(3))  # a held-out room size
+    for e in manifests["test_phone"]:
+        # Telephone band: next to nothing above 3.4 kHz is left of what the clean audio had there.
+        clean, phone = sf.read(test[e.extra["source"]].audio)[0], sf.read(e.audio)[0]
+        def high(x):
+            spec = np.abs(np.fft.rfft(x)) ** 2
+            return spec[np.fft.rfftfreq(len(x), 1 / 16_000) > 4000].sum() / spec.sum()
+        assert high(phone) < 0.05 * high(clean)
+        assert e.extra["phone_codec"] in augment.PHONE_CODECS and e.extra["codec"] in synth.LOSSY
