@@ -61,6 +61,11 @@ FIGURES = {
                    "test WER, beam + word n-gram + LSTM rescoring": "test.beam_word_ngram_lstm.wer",
                    "test_accent WER, beam + word n-gram": "test_accent.beam_word_ngram.wer",
                    "test utterances": "test.utterances"},
+    # Written by the corpus runners (recipes/asr/run_librispeech.py, run_timit.py) into their run directory.
+    "asr_librispeech": {f"{s} WER, {d}": f"{s}.{d}.wer" for s in ("test-clean", "test-other", "dev-clean", "dev-other")
+                        for d in ("greedy", "beam")},
+    "asr_timit": {"core test PER, greedy": "test.greedy.per", "dev PER, greedy": "dev.greedy.per",
+                  "core test utterances": "test.greedy.utterances"},
 }
 
 
