@@ -49,7 +49,8 @@ def speak_pieces(tmp: Path, sentences: list[str] = SENTENCES) -> list[Piece]:
     tmp.mkdir(parents=True, exist_ok=True)
     pieces = []
     for i, text in enumerate(sentences):
-        samples, sr = synth.speak("en-us", "m3", 170, 50, text, tmp / f"tmp-{i}.wav")
+        utt = synth.Utterance(f"piece-{i}", "test", text, "en-us", "m3", 170, 50)
+        samples, sr = synth.speak(utt, tmp / f"tmp-{i}.wav")
         wave = resample(torch.from_numpy(samples), sr, SR).numpy()
         pieces.append(Piece(text, trim(wave)))
     return pieces

@@ -10,7 +10,7 @@ input samples; a block boundary falls on a whole period of the rate ratio, so ev
 Memory is a few blocks, however long the file.
 
 Some libsndfile builds decode a format correctly only in a single read: with libsndfile 1.2.2 (the one bundled with
-soundfile 0.13-0.14), every read of an MP3 after the first returns wrong samples. Whether the libsndfile in use has
+soundfile 0.14 here), every read of an MP3 after the first returns wrong samples. Whether the libsndfile in use has
 such a bug is found out at run time, once per format, subtype and rate (`reads_in_parts`: a one-second file written in
 memory and read both ways). A file the probe says cannot be read in parts is decoded whole, as 16-bit integers (2 bytes
 per sample and channel: about 300 MB for an hour of 44.1 kHz stereo), and then streamed from memory; convert very long
