@@ -46,7 +46,7 @@ class TimitUtterance:
     phones: list[str]  # folded to 39
 
 
-def _child(directory: Path, name: str) -> Path | None:
+def child(directory: Path, name: str) -> Path | None:
     """Case-insensitive lookup: TIMIT copies come as TRAIN/DR1/FCJF0/SA1.WAV or train/dr1/fcjf0/sa1.wav."""
     for p in directory.iterdir():
         if p.name.lower() == name.lower():
@@ -60,7 +60,7 @@ def _labels(path: Path) -> list[str]:
 
 def read_part(root: Path, part: str, keep_sa: bool = False) -> list[TimitUtterance]:
     """All utterances of TRAIN or TEST."""
-    part_dir = _child(root, part)
+    part_dir = child(root, part)
     if part_dir is None:
         raise FileNotFoundError(f"no {part} directory under {root}")
     utts = []
@@ -68,7 +68,7 @@ def read_part(root: Path, part: str, keep_sa: bool = False) -> list[TimitUtteran
         name = wav.stem.upper()
         if name.startswith("SA") and not keep_sa:
             continue
-        wrd, phn, txt = (_child(wav.parent, wav.stem + ext) for ext in (".wrd", ".phn", ".txt"))
+        wrd, phn, txt = (child(wav.parent, wav.stem + ext) for ext in (".wrd", ".phn", ".txt"))
         if wrd is not None:
             words = normalize(" ".join(_labels(wrd)))
         elif txt is not None:  # "<start> <end> The sentence."

@@ -70,3 +70,20 @@ def test_lowercase_layout_and_keep_sa(tmp_path):
     train = read_manifest(tmp_path / "o" / "train.jsonl")
     assert [e.extra["id"] for e in train] == ["MXYZ0_SA1", "MXYZ0_SI1000"]
     assert read_manifest(tmp_path / "o" / "train_phones.jsonl")[1].text == PHN_39
+
+
+def test_61_to_39_folding_as_lee_and_hon():
+    from speechdraw.asr.text import PHONES_39, TIMIT_61_TO_39, fold_timit_phones
+
+    assert len(TIMIT_61_TO_39) == 61 and set(TIMIT_61_TO_39.values()) - {None} == set(PHONES_39)
+    assert len(PHONES_39) == 39
+    merged = {"ao": "aa", "ax": "ah", "ax-h": "ah", "axr": "er", "el": "l", "em": "m", "en": "n", "nx": "n",
+              "eng": "ng", "hv": "hh", "ix": "ih", "ux": "uw", "zh": "sh"}
+    assert {p: TIMIT_61_TO_39[p] for p in merged} == merged
+    silent = ("bcl", "dcl", "gcl", "pcl", "tcl", "kcl", "pau", "epi", "h#")
+    assert {TIMIT_61_TO_39[p] for p in silent} == {"sil"} and TIMIT_61_TO_39["q"] is None
+    # SA1 "she had your dark suit" by hand: q deleted, closures -> sil, a pause + closure one sil
+    labels = "h# sh ix hv eh dcl jh ih dcl d ah kcl k s ux q en pau gcl g r ix h#".split()
+    assert fold_timit_phones(labels) == "sil sh ih hh eh sil jh ih sil d ah sil k s uw n sil g r ih sil".split()
+    with pytest.raises(ValueError, match="not a TIMIT phone"):
+        fold_timit_phones(["sh", "xx"])
