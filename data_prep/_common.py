@@ -4,33 +4,28 @@ one-line summary. Not a script."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tarfile
-import urllib.request
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from speechdraw.asr.audio import AudioError, AudioInfo, audio_info
 from speechdraw.asr.manifest import ManifestEntry, write_manifest
+from speechdraw.engine.download import DownloadError
+from speechdraw.engine.download import download as verified_download
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".sph", ".nist", ".aiff", ".aif", ".au", ".w64")
 
 
-def download(url: str, dest_dir: Path) -> Path:
-    """Fetch `url` into `dest_dir` (kept if already complete: the download goes to *.part and is renamed at the end)."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / url.rsplit("/", 1)[-1]
-    if target.exists():
-        print(f"{target} already downloaded", file=sys.stderr)
-        return target
-    part = target.with_name(target.name + ".part")
-    print(f"downloading {url} -> {target}", file=sys.stderr)
-    with urllib.request.urlopen(url) as response, open(part, "wb") as f:
-        shutil.copyfileobj(response, f, length=1 << 20)
-    part.rename(target)
-    return target
+def download(url: str, dest_dir: Path, *, md5: str | None = None, sha256: str | None = None,
+             timeout: float = 60.0) -> Path:
+    """Fetch `url` into `dest_dir` under its own name: checked against the published md5 / sha256, resumed from a
+    partial *.part file, and every request bounded by `timeout` seconds (speechdraw.engine.download)."""
+    try:
+        return verified_download(url, dest_dir / url.rsplit("/", 1)[-1], md5=md5, sha256=sha256, timeout=timeout)
+    except DownloadError as e:
+        raise SystemExit(f"error: {e}") from e
 
 
 def extract(archive: Path, dest_dir: Path) -> None:

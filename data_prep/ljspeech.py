@@ -22,6 +22,8 @@ from speechdraw.asr.manifest import ManifestEntry
 from speechdraw.asr.text import normalize
 
 URL = "https://data.keithito.com/data/speech/LJSpeech-1.1.tar.bz2"
+# The archive's published checksum (the one torchaudio's LJSPEECH dataset and other packagers check).
+SHA256 = {"LJSpeech-1.1.tar.bz2": "be1a30453f28eb8dd26af4101ae40cbf2c50413b1bb21936cbcdc6fae3de8aa5"}
 
 
 def corpus_dir(root: Path) -> Path:
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.download and not (args.root / "LJSpeech-1.1" / "metadata.csv").is_file():
-        extract(download(URL, args.root / "downloads"), args.root)
+        extract(download(URL, args.root / "downloads", sha256=SHA256[URL.rsplit("/", 1)[-1]]), args.root)
     directory = corpus_dir(args.root)
     rows = read_metadata(directory)
     infos = probe([directory / "wavs" / f"{uid}.wav" for uid, _ in rows], args.jobs)

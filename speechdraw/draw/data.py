@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from speechdraw.engine.download import DownloadError, download
 
 BINARIZE_SEED = 2015  # numpy default_rng seed of the fixed binarisation (the DRAW paper's year; any fixed value works)
 NUM_VALID = 10_000  # the last 10,000 training images are the validation split
@@ -42,6 +41,17 @@ MNIST_FILES = {
 MIRRORS = {
     "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist/", "https://storage.googleapis.com/cvdf-datasets/mnist/"),
     "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+}
+# The published md5 sums of the gzipped files (the ones torchvision checks).
+MD5 = {
+    "mnist": {"train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+              "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+              "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+              "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c"},
+    "fashion-mnist": {"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                      "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+                      "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+                      "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"},
 }
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -150,15 +160,17 @@ def load_mnist(root: str | os.PathLike, split: str = "train") -> tuple[np.ndarra
     return images, labels
 
 
-def download_mnist(root: str | os.PathLike, dataset: str = "mnist", mirrors: tuple[str, ...] | None = None) -> Path:
+def download_mnist(root: str | os.PathLike, dataset: str = "mnist", mirrors: tuple[str, ...] | None = None,
+                   checksums: dict[str, str] | None = None, timeout: float = 60.0) -> Path:
     """Fetch the four gzipped IDX files into root (skipping those present), for users who are online.
 
-    dataset: 'mnist' or 'fashion-mnist'; mirrors: base URLs tried in order (default MIRRORS[dataset]). Each file is
-    written under a temporary name, checked to parse as IDX, then renamed, so an interrupted download leaves nothing
-    that looks complete."""
+    dataset: 'mnist' or 'fashion-mnist'; mirrors: base URLs tried in order (default MIRRORS[dataset]); checksums: md5
+    per file stem (default: the published MD5[dataset]). Each file is fetched by speechdraw.engine.download (a timeout
+    on every request, resumed partial files, the md5 checked before the file is kept) and checked to parse as IDX."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     mirrors = tuple(mirrors or MIRRORS[dataset])
+    checksums = MD5[dataset] if checksums is None else checksums
     for stems in MNIST_FILES.values():
         for stem in stems:
             try:
@@ -169,16 +181,14 @@ def download_mnist(root: str | os.PathLike, dataset: str = "mnist", mirrors: tup
             errors = []
             for base in mirrors:
                 url = base.rstrip("/") + "/" + stem + ".gz"
-                fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{stem}.", suffix=".part")
+                target = root / (stem + ".gz")
                 try:
-                    with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                        shutil.copyfileobj(resp, out)
-                    read_idx(tmp)
-                    os.replace(tmp, root / (stem + ".gz"))
+                    download(url, target, md5=checksums.get(stem), timeout=timeout)
+                    read_idx(target)
                     break
-                except (OSError, ValueError) as e:
-                    errors.append(f"{url}: {e}")
-                    Path(tmp).unlink(missing_ok=True)
+                except (DownloadError, OSError, ValueError) as e:
+                    errors.append(str(e) if isinstance(e, DownloadError) else f"{url}: {e}")
+                    target.unlink(missing_ok=True)
             else:
                 raise RuntimeError(f"could not download {stem}.gz:\n  " + "\n  ".join(errors))
     return root

@@ -12,6 +12,7 @@ It knows nothing about speech or images. Modules, in the order a recipe meets th
     ema.py          exponential moving average of weights
     checkpoint.py   atomic resume checkpoints, --resume auto, weights-only loading
     release.py      release directories (model.pt + config.json + files) for inference
+    download.py     verified (md5/sha256), resumable downloads with a timeout, for corpora
     logger.py       JSONL metrics, progress bar, TensorBoard, curves PNG (plot.py)
     seed.py         seeds, deterministic mode, RNG state capture
 """
