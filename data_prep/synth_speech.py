@@ -16,6 +16,12 @@ What it writes under --out:
   test_accent.jsonl                    an accent never used in training (--test-accent), 13 of the training variants,
                                        so the accent is the only thing that changed
   test_voice.jsonl                     test's sentences spoken by a synthesizer voice never used in training (flite rms)
+  test_noisy.jsonl                     test's utterances + noise of kinds training never uses (augment.TEST_NOISE_KINDS:
+                                       blue, violet, siren, beeps, babble of test voices) at 0, 5, 10, 20 dB in turn
+  test_reverb.jsonl                    test's utterances in rooms larger than any training room, RT60 0.3-1.0 s, 1-3 m
+  test_phone.jsonl                     test's utterances through a phone call (8 kHz, 300-3400 Hz, mu-law or GSM), then
+                                       MP3 (16-32 kbit/s) or Opus (12-24 kbit/s); each harder set's line records the
+                                       source utterance, what was done (noise, snr_db, room, rt60, codecs) and its seed
   lm_train.txt                         every corpus sentence except the dev/test ones (checked: zero overlap); written
                                        first, before any audio
   corpus.json                          hours, counts, synthesizers, accents and variants per split; the settings
