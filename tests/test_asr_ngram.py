@@ -3,14 +3,17 @@ formulas, normalisation of every context, pruning, and flashlight's KenLM readin
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import random
+import shutil
 from collections import Counter, defaultdict
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from asr_fixtures import recipe
 from conftest import run_script
 
 from speechdraw.asr.lm.ngram import (
@@ -21,6 +24,7 @@ from speechdraw.asr.lm.ngram import (
     NGramConfig,
     NGramLM,
     kn_discounts,
+    parse_memory,
     read_sentences,
     sentence_units,
     train_ngram,
@@ -280,8 +284,101 @@ def test_train_ngram_recipe(tmp_path):
                        "--report", str(report)])
     assert "n-grams per order" in proc.stdout and "perplexity" in proc.stdout
     figures = json.loads(report.read_text())
+    # Short Zipf sentences recur: dev sentences also in the training text are counted and warned about.
+    in_train = len(set(zipf_corpus(50, seed=3)) & set(zipf_corpus(400, vocab=300)))
+    assert figures["eval"][str(manifest)]["in_training_text"] == in_train > 0
+    assert f"{in_train} of its sentences are in the training text" in proc.stderr
     lm = NGramLM.read_arpa(out)
     assert figures["ngrams"] == lm.counts and figures["vocab_size"] == len(lm.vocab)
     assert figures["eval"][str(manifest)]["perplexity"] == pytest.approx(lm.perplexity(read_sentences([manifest])))
     lines = lexicon.read_text().splitlines()
     assert len(lines) == len(lm.words()) and "wbc\tw b c" in lines
+
+
+# ---- at scale: streamed counting, vocabulary limit, KenLM's lmplz
+
+
+def test_streamed_counting_with_a_tiny_memory_budget_gives_the_same_arpa(tmp_path):
+    sentences = zipf_corpus(3000, vocab=2000, seed=5)
+    for cfg in (NGramConfig(order=4), NGramConfig(order=4, prune=(0, 0, 1), vocab_size=500)):
+        whole = train_ngram(sentences, cfg)
+        spill_dir = tmp_path / "spill"
+        spill_dir.mkdir(exist_ok=True)
+        streamed = train_ngram(iter(sentences), cfg, memory=parse_memory("8k"), tmp_dir=spill_dir)
+        assert whole.stats["spilled_runs"] == 0
+        assert streamed.stats["spilled_runs"] >= 3 * 10  # several sorted runs per order merged back from disk
+        assert not list(spill_dir.iterdir())  # spilled runs and the unit stream are removed afterwards
+        a, b = whole.write_arpa(tmp_path / "whole.arpa"), streamed.write_arpa(tmp_path / "streamed.arpa")
+        assert a.read_bytes() == b.read_bytes()
+        assert streamed.stats["raw_ngrams"] == whole.stats["raw_ngrams"]
+
+
+def test_vocabulary_limit_counts_the_other_words_as_unk(tmp_path):
+    sentences = zipf_corpus(1500, vocab=800, seed=2)
+    counts = Counter(w for s in sentences for w in s.split())
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    kept = set(ranked[:200])
+    lm = train_ngram(sentences, NGramConfig(order=3, vocab_size=200))
+    assert set(lm.words()) == kept and len(lm.vocab) == 203
+    assert lm.stats["oov_tokens"] == sum(c for w, c in counts.items() if w not in kept) > 0
+    # The same model as training on the text with those words written as <unk>.
+    replaced = [" ".join(w if w in kept else UNK for w in s.split()) for s in sentences]
+    same = train_ngram(replaced, NGramConfig(order=3))
+    assert lm.write_arpa(tmp_path / "a.arpa").read_bytes() == same.write_arpa(tmp_path / "b.arpa").read_bytes()
+    # <unk> is now a frequent word (with n-grams of its own), far likelier than an unseen unit would be.
+    assert any(UNK in t.split() for t in lm.ngram_texts(3))
+    dropped = ranked[250]
+    assert lm.logprob10(dropped, ["wa"]) == lm.logprob10(UNK, ["wa"]) > math.log10(1 / len(lm.vocab))
+    assert parse_memory("1.5G") == 3 * 2**29 and parse_memory("") is None
+    with pytest.raises(ValueError, match="memory budget"):
+        parse_memory("lots")
+
+
+def test_train_ngram_recipe_streams_gzip_text_under_a_budget(tmp_path, capsys):
+    train_ngram_recipe = recipe("train_ngram")  # in this process: each bad command line costs no interpreter start
+    sentences = zipf_corpus(1000, vocab=600, seed=4)
+    text = tmp_path / "train.txt.gz"
+    with gzip.open(text, "wt") as f:
+        f.write("\n".join(sentences) + "\n")
+    base = ["--text", str(text), "--ngram.order", "3", "--ngram.vocab_size", "300"]
+    train_ngram_recipe.main([*base, "--out", str(tmp_path / "mem.arpa")])
+    report = train_ngram_recipe.main([*base, "--out", str(tmp_path / "disk.arpa"), "--memory", "16k",
+                                      "--tmp_dir", str(tmp_path)])
+    assert (tmp_path / "mem.arpa").read_bytes() == (tmp_path / "disk.arpa").read_bytes()
+    assert report["spilled_runs"] > 0 and report["vocab_size"] == 303 and report["oov_tokens"] > 0
+    assert "spilled to disk" in capsys.readouterr().out
+    for bad, why in ((["--memory", "lots"], "--memory"), (["--backend", "srilm"], "--backend"),
+                     (["--backend", "lmplz"], "lmplz")):
+        with pytest.raises(SystemExit) as stop:
+            train_ngram_recipe.main([*base, "--out", str(tmp_path / "x.arpa"), *bad])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and why in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.arpa").exists()
+
+
+def arpa_entries(path) -> dict[tuple[str, ...], tuple[float, float]]:
+    """{n-gram: (log10 p, log10 back-off)} of an ARPA file (back-off 0 where none is written)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2:
+            out[tuple(parts[1].split())] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
+    return out
+
+
+@pytest.mark.skipif(shutil.which("lmplz") is None, reason="KenLM's lmplz is not installed")
+@pytest.mark.parametrize("units,order", [("word", 4), ("char", 5)])
+def test_lmplz_backend_agrees_with_ours(tmp_path, units, order):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(zipf_corpus(2000, seed=6)) + "\n")
+    outs = {}
+    for backend in ("numpy", "lmplz"):
+        outs[backend] = tmp_path / f"{backend}.arpa"
+        run_script(["recipes/asr/train_ngram.py", "--text", str(text), "--out", str(outs[backend]), "--backend",
+                    backend, "--ngram.order", str(order), "--ngram.units", units])
+    ours, theirs = arpa_entries(outs["numpy"]), arpa_entries(outs["lmplz"])
+    assert set(ours) == set(theirs)  # the same n-grams (every one seen: no pruning)
+    # The same probabilities and back-offs, up to lmplz's float32 arithmetic (<s> is -99 in both, p unused).
+    diff_p = max(abs(ours[g][0] - theirs[g][0]) for g in ours if g != (BOS,))
+    diff_bo = max(abs(ours[g][1] - theirs[g][1]) for g in ours)
+    assert diff_p < 2e-5 and diff_bo < 2e-5

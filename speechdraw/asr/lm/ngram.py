@@ -37,9 +37,14 @@ by experiment in tests/test_asr_ngram.py). Methods named *10 return log10; the o
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
+import re
+import subprocess
+import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +67,9 @@ class NGramConfig:
     prune: tuple[int, ...] = field(default=(0,), metadata={
         "help": "lmplz-style thresholds per order from unigrams: n-grams seen <= t times are dropped; the last value "
                 "repeats; unigrams are never pruned (first value must be 0); e.g. 0,0,1 drops singleton 3+-grams"})
+    vocab_size: int = field(default=0, metadata={
+        "help": "keep only the most frequent units (ties by name), the others count as <unk>; 0 keeps every unit "
+                "(the published LibriSpeech 4-gram uses the 200k most frequent words)"})
     discount_fallback: tuple[float, float, float] = field(default=(0.5, 1.0, 1.5), metadata={
         "help": "D1, D2, D3+ used for an order whose count-of-counts give no valid discounts"})
 
@@ -75,6 +83,8 @@ class NGramConfig:
             raise ValueError("unigrams are never pruned: the first prune threshold must be 0")
         if any(t < 0 for t in self.prune):
             raise ValueError("prune thresholds must be >= 0")
+        if self.vocab_size < 0:
+            raise ValueError("vocab_size must be >= 0 (0: no limit)")
         self.discount_fallback = tuple(float(d) for d in self.discount_fallback)
         if len(self.discount_fallback) != 3:
             raise ValueError("discount_fallback holds D1, D2, D3+")
@@ -379,46 +389,225 @@ def _fmt(x: float) -> str:
 # ------------------------------------------------------------------------------------------------------- estimator
 
 
-def train_ngram(sentences: Iterable[str], cfg: NGramConfig) -> NGramLM:
+def parse_memory(text: str | int | None) -> int | None:
+    """'2G', '512M', '64k', '100000' (bytes) -> bytes; '' / None / 0 -> None (no budget: everything in memory)."""
+    if text in (None, "", 0, "0"):
+        return None
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*", str(text))
+    if not m:
+        raise ValueError(f"memory budget {text!r}: expected a size such as 2G, 512M, 64k or a number of bytes")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+class _UnitStream:
+    """The training text as one stream of unit ids, <s> u1 .. uk </s> per sentence (empty sentences dropped).
+
+    Ids are provisional (order of first appearance, <unk> <s> </s> first) until `remap` turns them into vocabulary
+    ids. Held in memory, or appended to a file in `tmp_dir` once it outgrows `limit` bytes (then read back through a
+    memory map), so the text is tokenised once whatever the number of passes over it.
+    data: (L,) int32 provisional ids; lengths: (S,) int64 sentence lengths with <s> and </s>
+    """
+
+    def __init__(self, sentences: Iterable[str], units: str, limit: int | None, tmp_dir: Path):
+        index: dict[str, int] = defaultdict()
+        index.default_factory = index.__len__  # a new unit gets the next id
+        for special in (UNK, BOS, EOS):
+            index[special]
+        lookup = index.__getitem__
+        parts: list[np.ndarray] = []
+        held, file, buf, lengths = 0, None, [], []
+        counts = np.zeros(0, dtype=np.int64)
+
+        def flush():
+            nonlocal held, file, counts
+            chunk = np.array(buf, dtype=np.int32)
+            buf.clear()
+            c = np.bincount(chunk, minlength=len(index))
+            c[:len(counts)] += counts
+            counts = c
+            if file is None and limit is not None and held + chunk.nbytes > limit // 4:
+                file = open(tmp_dir / "units.int32", "wb")
+                for part in parts:
+                    part.tofile(file)
+                parts.clear()
+            if file is None:
+                parts.append(chunk)
+                held += chunk.nbytes
+            else:
+                chunk.tofile(file)
+
+        for sentence in sentences:
+            u = sentence_units(sentence, units)
+            if not u:
+                continue
+            buf.append(BOS_ID)
+            buf.extend(map(lookup, u))
+            buf.append(EOS_ID)
+            lengths.append(len(u) + 2)
+            if len(buf) >= 1 << 20:
+                flush()
+        flush()
+        if file is None:
+            self.data = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+        else:
+            file.close()
+            self.data = np.memmap(tmp_dir / "units.int32", dtype=np.int32, mode="r")
+        self.units = list(index)  # provisional id -> unit
+        self.counts = counts  # (U,) occurrences of each provisional id
+        self.lengths = np.array(lengths, dtype=np.int64)
+        self.ends = np.cumsum(self.lengths)
+
+    def chunks(self, max_units: int, remap: np.ndarray):
+        """(ids, seg_pos) of consecutive runs of whole sentences, about max_units units each (at least one sentence).
+
+        ids: (L,) int64 vocabulary ids; seg_pos: (L,) int64 position of each unit within its sentence
+        """
+        first = 0
+        while first < len(self.lengths):
+            start = self.ends[first] - self.lengths[first]
+            last = max(int(np.searchsorted(self.ends, start + max_units, side="right")), first + 1)
+            ids = remap[self.data[start:self.ends[last - 1]]]
+            lengths = self.lengths[first:last]
+            seg_pos = np.arange(len(ids), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            yield ids, seg_pos
+            first = last
+
+
+def _sum_duplicates(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and the summed counts of each (integer sums: exact)."""
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, dtype=np.int64)
+    return keys[first], np.add.reduceat(counts, first) if len(keys) else counts
+
+
+class _RunMerger:
+    """Counts of int64 keys gathered as sorted runs: runs held in memory up to `limit` bytes, then merged into one run
+    written to disk; `result()` merges every run (from disk block by block) into the sorted distinct keys and their
+    total counts, exactly what one np.unique over all the keys would give."""
+
+    def __init__(self, limit: int | None, tmp_dir: Path, name: str):
+        self.limit, self.tmp_dir, self.name = limit, tmp_dir, name
+        self.held: list[tuple[np.ndarray, np.ndarray]] = []
+        self.held_bytes = 0
+        self.files: list[Path] = []
+
+    def add(self, keys: np.ndarray, counts: np.ndarray):
+        self.held.append((keys, counts))
+        self.held_bytes += keys.nbytes + counts.nbytes
+        if self.limit is not None and self.held_bytes > self.limit:
+            self._spill()
+
+    def _merged_held(self) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.held) == 1:
+            return self.held[0]
+        return _sum_duplicates(np.concatenate([k for k, _ in self.held] or [np.zeros(0, np.int64)]),
+                               np.concatenate([c for _, c in self.held] or [np.zeros(0, np.int64)]))
+
+    def _spill(self):
+        keys, counts = self._merged_held()
+        path = self.tmp_dir / f"{self.name}.run{len(self.files)}.npy"
+        np.save(path, np.stack([keys, counts]))  # (2, M) int64
+        self.files.append(path)
+        self.held, self.held_bytes = [], 0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.files:
+            return self._merged_held()
+        if self.held:
+            self._spill()
+        runs = [np.load(path, mmap_mode="r") for path in self.files]
+        pos = [0] * len(runs)
+        block = max(1024, (self.limit or 0) // (32 * len(runs)))
+        out_keys, out_counts = [], []
+        while True:
+            live = [i for i, r in enumerate(runs) if pos[i] < r.shape[1]]
+            if not live:
+                break
+            # Every key <= the smallest last key of the runs' next blocks is in those blocks: merge them, go on.
+            bound = min(runs[i][0, min(pos[i] + block, runs[i].shape[1]) - 1] for i in live)
+            keys, counts = [], []
+            for i in live:
+                r = runs[i]
+                stop = pos[i] + int(np.searchsorted(r[0, pos[i]:pos[i] + block], bound, side="right"))
+                keys.append(np.asarray(r[0, pos[i]:stop]))
+                counts.append(np.asarray(r[1, pos[i]:stop]))
+                pos[i] = stop
+            k, c = _sum_duplicates(np.concatenate(keys), np.concatenate(counts))
+            out_keys.append(k)
+            out_counts.append(c)
+        for path in self.files:
+            path.unlink()
+        return np.concatenate(out_keys), np.concatenate(out_counts)
+
+
+def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None = None,
+                tmp_dir: str | Path | None = None) -> NGramLM:
     """Estimate an interpolated modified Kneser-Ney model from normalised sentences (see the module docstring).
 
+    Counting streams: the text is tokenised once into a unit stream, then each order is counted chunk by chunk into
+    sorted runs that are merged (spilled to files in `tmp_dir` when they outgrow `memory` bytes). `memory` bounds
+    what grows with the text (the unit stream, chunks and runs in memory); the distinct n-grams themselves, with
+    their counts and probabilities, are held in memory (about 100 bytes each; prune to keep them small). Whatever
+    `memory`, the counts, and so the model, are exactly those of counting all at once.
+
     `stats` of the result: train_seconds, raw n-gram counts per order before pruning, count_of_counts and discounts
-    per order, which orders used the fallback discounts.
+    per order, which orders used the fallback discounts, training units mapped to <unk> by the vocabulary limit,
+    runs spilled to disk.
     """
     t0 = time.perf_counter()
-    seqs = [u for u in (sentence_units(s, cfg.units) for s in sentences) if u]
-    if not seqs:
-        raise ValueError("no training text")
-    vocab = [UNK, BOS, EOS] + sorted({u for s in seqs for u in s} - {UNK, BOS, EOS})
-    index = {u: i for i, u in enumerate(vocab)}
-    v, n_max = len(vocab), cfg.order
+    with tempfile.TemporaryDirectory(prefix="ngram-", dir=tmp_dir) as tmp:
+        tmp = Path(tmp)
+        stream = _UnitStream(sentences, cfg.units, memory, tmp)
+        if not len(stream.lengths):
+            raise ValueError("no training text")
+        # ---- vocabulary: every unit seen, or the vocab_size most frequent ones (ties by name); the rest -> <unk>.
+        seen = [(u, int(c)) for u, c in zip(stream.units[3:], stream.counts[3:].tolist())]
+        if cfg.vocab_size and len(seen) > cfg.vocab_size:
+            seen = sorted(seen, key=lambda uc: (-uc[1], uc[0]))[:cfg.vocab_size]
+        vocab = [UNK, BOS, EOS] + sorted(u for u, _ in seen)
+        index = {u: i for i, u in enumerate(vocab)}
+        remap = np.array([index.get(u, UNK_ID) for u in stream.units], dtype=np.int64)  # provisional -> vocab id
+        v, n_max = len(vocab), cfg.order
+        chunk_units = (memory // 128) if memory is not None else len(stream.data)
 
-    # The corpus as one stream: <s> u1 .. uk </s> per sentence; seg_pos = position inside the sentence.
-    lengths = np.array([len(s) + 2 for s in seqs], dtype=np.int64)
-    ids = np.fromiter((i for s in seqs for i in (BOS_ID, *(index[u] for u in s), EOS_ID)), dtype=np.int64,
-                      count=int(lengths.sum()))
-    seg_pos = np.arange(len(ids), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-
-    # ---- count: for every order, the distinct n-grams, their raw counts, context row and suffix row.
-    raw = [np.bincount(ids, minlength=v)]
-    context = [np.zeros(v, dtype=np.int64)]  # unigrams have the empty context
-    unit = [np.arange(v, dtype=np.int64)]
-    suffix = [np.zeros(v, dtype=np.int64)]
-    starts_bos = [np.arange(v) == BOS_ID]
-    prev = ids  # prev[i]: row of the (n-1)-gram ending at i (-1 where it would cross the sentence start)
-    for n in range(2, n_max + 1):
-        pos = np.flatnonzero(seg_pos >= n - 1)  # positions where an n-gram ends
-        key = prev[pos - 1] * v + ids[pos]
-        keys, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
-        cur = np.full(len(ids), -1, dtype=np.int64)
-        cur[pos] = inverse
-        rep = pos[first]  # one position where each distinct n-gram ends
-        raw.append(counts)
-        context.append(keys // v)
-        unit.append(keys % v)
-        suffix.append(prev[rep])  # the (n-1)-gram ending at the same place: the n-gram without its first unit
-        starts_bos.append(ids[rep - (n - 1)] == BOS_ID)
-        prev = cur
+        # ---- count: for every order, the distinct n-grams, their raw counts, context row and suffix row.
+        raw = [np.bincount(remap, weights=stream.counts, minlength=v).astype(np.int64)]
+        context = [np.zeros(v, dtype=np.int64)]  # unigrams have the empty context
+        unit = [np.arange(v, dtype=np.int64)]
+        suffix = [np.zeros(v, dtype=np.int64)]
+        starts_bos = [np.arange(v) == BOS_ID]
+        keys_of = [unit[0]]  # keys_of[n - 1]: sorted keys of the order-n table
+        spilled = 0
+        for n in range(2, n_max + 1):
+            runs = _RunMerger(None if memory is None else memory // 2, tmp, f"order{n}")
+            for ids, seg_pos in stream.chunks(max(chunk_units, 1), remap):
+                prev = ids  # prev[i]: row of the (k-1)-gram ending at i (garbage where it would cross a sentence start)
+                for k in range(2, n + 1):
+                    pos = np.flatnonzero(seg_pos >= k - 1)  # positions where a k-gram ends
+                    key = prev[pos - 1] * v + ids[pos]
+                    if k == n:
+                        runs.add(*np.unique(key, return_counts=True))
+                    else:  # every k-gram of the text is in the (complete) order-k table
+                        cur = np.zeros(len(ids), dtype=np.int64)
+                        cur[pos] = np.searchsorted(keys_of[k - 1], key)
+                        prev = cur
+            spilled += len(runs.files)
+            keys, counts = runs.result()
+            keys_of.append(keys)
+            raw.append(counts.astype(np.int64))
+            context.append(keys // v)
+            unit.append(keys % v)
+            if n == 2:
+                suffix.append(unit[-1].copy())  # the unigram row of a unit is its id
+            else:  # w2..wn = (suffix row of the context w1..w(n-1)) * V + wn, looked up one order down
+                suffix.append(np.searchsorted(keys_of[n - 2], suffix[n - 2][context[-1]] * v + unit[-1]))
+            starts_bos.append(starts_bos[n - 2][context[-1]])
+        n_sentences, n_units = len(stream.lengths), int(stream.lengths.sum())
+        del stream
 
     # ---- adjusted counts: continuation counts below the top order, except n-grams starting with <s>.
     adjusted = []
@@ -432,8 +621,9 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig) -> NGramLM:
     adjusted[0][BOS_ID] = 0  # <s> is never predicted: no mass, no count-of-counts
 
     # ---- discounts and interpolated probabilities, bottom up.
-    stats: dict = {"units": cfg.units, "order": n_max, "vocab_size": v, "sentences": len(seqs),
-                   "tokens": int(len(ids) - 2 * len(seqs)), "raw_ngrams": [len(r) for r in raw],
+    stats: dict = {"units": cfg.units, "order": n_max, "vocab_size": v, "sentences": n_sentences,
+                   "tokens": n_units - 2 * n_sentences, "oov_tokens": int(raw[0][UNK_ID]),
+                   "raw_ngrams": [len(r) for r in raw], "spilled_runs": spilled,
                    "count_of_counts": [], "discounts": [], "fallback_orders": []}
     prob: list[np.ndarray] = []  # prob[n - 1][row]: interpolated p(unit | context) of each order-n n-gram
     for n in range(1, n_max + 1):
@@ -498,15 +688,70 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig) -> NGramLM:
     return NGramLM(vocab, tables, cfg.units, stats)
 
 
-def read_sentences(paths: Iterable[str | Path]) -> list[str]:
-    """Sentences from text files (one per line) or JSON-lines manifests (their "text" field), blank lines skipped.
-    The text is expected to be normalised already (speechdraw.asr.text.normalize)."""
-    out: list[str] = []
+def iter_sentences(paths: Iterable[str | Path]):
+    """Sentences from text files (one per line) or JSON-lines manifests (their "text" field), .gz read as gzip, one
+    at a time, blank lines skipped. The text is expected to be normalised already (speechdraw.asr.text.normalize)."""
     for path in paths:
         path = Path(path)
-        with open(path, encoding="utf-8") as f:
-            if path.suffix == ".jsonl":
-                out.extend(t for t in (json.loads(line)["text"].strip() for line in f if line.strip()) if t)
+        gz = path.suffix == ".gz"
+        with (gzip.open if gz else open)(path, "rt", encoding="utf-8") as f:
+            if Path(path.stem if gz else path.name).suffix == ".jsonl":
+                yield from (t for t in (json.loads(line)["text"].strip() for line in f if line.strip()) if t)
             else:
-                out.extend(t for t in (line.strip() for line in f) if t)
+                yield from (t for t in (line.strip() for line in f) if t)
+
+
+def read_sentences(paths: Iterable[str | Path]) -> list[str]:
+    """Every sentence of iter_sentences(paths), as a list."""
+    return list(iter_sentences(paths))
+
+
+# --------------------------------------------------------------------------------------------------- KenLM's lmplz
+
+
+def train_lmplz(sentences: Iterable[str], cfg: NGramConfig, out: str | Path, memory: int | None = None,
+                tmp_dir: str | Path | None = None, lmplz: str = "lmplz") -> Path:
+    """Estimate the same model with KenLM's `lmplz` (Heafield et al. 2013; disk-based, multi-threaded) and write the
+    ARPA file to `out`. The units are piped to it one sentence a line; `memory` is its -S, `tmp_dir` its -T.
+
+    What agrees with train_ngram: without pruning, the same n-grams, and probabilities and back-offs up to lmplz's
+    float32 arithmetic (it computes discounts, gammas and probabilities in float). What does not: lmplz's --prune
+    gives a pruned context's dropped mass to its back-off instead of re-deriving back-offs (so pruned models differ
+    slightly), and lmplz refuses <unk> in its text, so a vocabulary limit (cfg.vocab_size) is not available here.
+    """
+    if cfg.vocab_size:
+        raise ValueError("lmplz refuses <unk> in its text, so a vocabulary limit needs the numpy estimator")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    cmd = [lmplz, "-o", str(cfg.order), "--arpa", str(tmp_out),
+           "--discount_fallback", *(f"{d:g}" for d in cfg.discount_fallback)]
+    if any(cfg.prune):
+        cmd += ["--prune", *(str(cfg.threshold(n)) for n in range(1, cfg.order + 1))]
+    if memory is not None:
+        cmd += ["-S", f"{max(memory // 2**20, 1)}M"]
+    if tmp_dir:
+        cmd += ["-T", str(tmp_dir)]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                encoding="utf-8")
+        try:
+            for sentence in sentences:
+                units = sentence_units(sentence, cfg.units)
+                if units:
+                    proc.stdin.write(" ".join(units) + "\n")
+        except BrokenPipeError:
+            pass  # lmplz stopped early: its exit status and log say why
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        rc = proc.wait()
+        if rc != 0:
+            log.seek(0)
+            lines = [line.strip() for line in log.read().splitlines() if line.strip()]
+            tmp_out.unlink(missing_ok=True)
+            raise RuntimeError(f"lmplz failed (exit {rc}): {lines[-1] if lines else 'no output'}")
+    tmp_out.replace(out)
     return out
