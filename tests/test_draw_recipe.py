@@ -50,7 +50,9 @@ def test_tiny_preset_beats_independent_pixels_and_releases_its_best_weights(tiny
     val = read_metrics(run, "val")
     bounds = [r["bound"] for r in val]
     assert [r["epoch"] for r in val] == [0, 1, 2]
-    assert min(bounds) <= 175.0, bounds  # held-out MNIST images (the last 10,000 of the training file, never trained)
+    # Held-out MNIST images (a seeded 2,000 of the last 10,000 of the training file, never trained on). Measured:
+    # 108.5 (this seed) and 113.8 (train.seed 1) after 3 epochs; the untrained model scores ~206-217.
+    assert min(bounds) <= 130.0, bounds
     assert bounds[-1] < bounds[0]
     # What the learned canvas starts from: the independent-pixel model (logit of the mean image) scores ~206.
     valid = mnist.valid.images[:2000]
@@ -110,7 +112,9 @@ def test_reconstruct_test_images_and_evaluate(tiny_run, tmp_path, capsys):
     chosen = " ".join(map(str, evaluation_subset(10000, 6, seed=0)[0].tolist()))
     assert f"6 random test images (seed 0; indices {chosen})" in printed  # never the first 6
     mean = float(re.search(r"mean negative ELBO ([0-9.]+) nats", printed).group(1))
-    assert 30 < mean < 250
+    # These 6 images score 114.0 (this seed) and 121.9 (train.seed 1) trained; untrained 228 (c_0 from the data) or 573
+    # (c_0 = 0).
+    assert 90 < mean < 150, mean
     with Image.open(out / "reconstruction.gif") as gif:
         assert gif.n_frames == TINY_STEPS
         gif.seek(3)
@@ -128,7 +132,10 @@ def test_reconstruct_test_images_and_evaluate(tiny_run, tmp_path, capsys):
     assert figures["test_subset"] == evaluation_subset(10000, 1000, seed=0)[1]  # a recorded random sample
     assert figures["iwae_subset"] == evaluation_subset(10000, 100, seed=0)[1]
     assert figures["iwae_bound"] < figures["elbo_bound_on_iwae_images"]  # the IWAE bound is the tighter one
-    assert abs(figures["test_bound"] - figures["release_metrics"]["valid_bound"]) < 15
+    # The 1,000 test images score 110.1 (this seed) and 115.1 (train.seed 1), 1.5 and 1.3 nats above the validation
+    # bound; an untrained model scores ~217 (and its own validation bound as much).
+    assert 90 < figures["test_bound"] < 135, figures["test_bound"]
+    assert abs(figures["test_bound"] - figures["release_metrics"]["valid_bound"]) < 5
 
 
 def test_bad_model_files_give_a_clear_error(tiny_run, tmp_path, capsys):
