@@ -19,6 +19,7 @@ summary line on stderr.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -60,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="audio chunks per forward pass (default: 8)")
     p.add_argument("--max-chunk", type=float, default=20.0,
                    help="longest stretch of audio fed to the model at once, seconds (default: 20)")
+    p.add_argument("--max-line-width", type=int, default=42, help="subtitles: characters per line (default: 42)")
+    p.add_argument("--max-line-count", type=int, default=2, help="subtitles: lines per cue (default: 2)")
+    p.add_argument("--max-cue-seconds", type=float, default=7.0, help="subtitles: seconds on screen (default: 7)")
+    p.add_argument("--highlight-words", action="store_true",
+                   help="subtitles: word-level karaoke, each word underlined while it is spoken (as whisper does)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar; the summary line only when a file failed (errors are always printed)")
 
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.audio import AudioError, audio_info
     from speechdraw.asr.segment import SegmentConfig
     from speechdraw.asr.transcribe import Transcriber
+    from speechdraw.asr.transcript import CueLimits
     from speechdraw.asr.writers import FORMATS, WRITERS
     from speechdraw.engine.release import ReleaseError
     from speechdraw.models import resolve_model
@@ -130,10 +137,15 @@ def run(args: argparse.Namespace) -> int:
         tr = Transcriber(model, device=args.device, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight,
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
-                         segment=SegmentConfig(max_chunk=args.max_chunk))
+                         segment=SegmentConfig(max_chunk=args.max_chunk),
+                         cues=CueLimits(max_chars=args.max_line_width, max_lines=args.max_line_count,
+                                        max_duration=args.max_cue_seconds))
     except (ReleaseError, OSError, ValueError) as e:  # a bad --model, --lm, --lexicon, --device ...: one line
         print(f"speechdraw transcribe: error: {e}", file=sys.stderr)
         return 2
+    if args.highlight_words:
+        WRITERS = {**WRITERS, "srt": functools.partial(WRITERS["srt"], highlight_words=True),
+                   "vtt": functools.partial(WRITERS["vtt"], highlight_words=True)}
     stems = output_stems(paths)
     total = 0.0
     for p in paths:  # headers only: the bar's total
