@@ -38,7 +38,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechdraw.asr.beam import write_lexicon
 from speechdraw.asr.lm.ngram import (
     NGramConfig,
     NGramLM,
@@ -130,6 +129,8 @@ def main(argv=None) -> dict:
               "spilled_runs": s["spilled_runs"], "discounts": s["discounts"], "fallback_orders": s["fallback_orders"],
               "eval": {}}
     if cfg.lexicon:
+        from speechdraw.asr.beam import write_lexicon  # here: beam imports torch, which training the LM does not need
+
         n = write_lexicon(lm.words(), os.path.expanduser(cfg.lexicon))
         print(f"wrote lexicon {cfg.lexicon} ({n} words)")
         report["lexicon"], report["lexicon_words"] = cfg.lexicon, n
