@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import os
 import sys
 from multiprocessing import Pool
@@ -61,25 +60,12 @@ def read_checksums(path: Path) -> dict[str, str]:
     return sums
 
 
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch(name: str, mirror: str, dest_dir: Path, checksums: dict[str, str]) -> Path:
-    """Download `mirror/name` into dest_dir (kept when already there) and check its md5; a file that does not match
-    is deleted, so the next run downloads it again."""
+    """Download `mirror/name` into dest_dir with its md5 checked and a partial download resumed (_common.download);
+    a name without a known sum is refused rather than downloaded unchecked."""
     if name not in checksums:
-        raise ValueError(f"no md5 sum for {name} (give one with --checksums)")
-    path = download(f"{mirror}/{name}", dest_dir)
-    got = md5_of(path)
-    if got != checksums[name]:
-        path.unlink()
-        raise ValueError(f"{path}: md5 {got}, expected {checksums[name]}; deleted, run again to download it anew")
-    return path
+        raise SystemExit(f"error: no md5 sum for {name} (give one with --checksums)")
+    return download(f"{mirror}/{name}", dest_dir, md5=checksums[name])
 
 
 def write_lm_text(lm_gz: Path, out: Path, exclude: set[str], jobs: int = 8) -> dict:
