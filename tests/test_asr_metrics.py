@@ -1,12 +1,97 @@
-"""WER/CER: edit operations on known cases, parity with a reference edit distance, corpus totals."""
+"""WER/CER: edit operations on known cases, parity with a reference edit distance and with the pure-Python loop the
+vectorised alignment replaced (same sub/del/ins on every tie), the aligned path, corpus totals."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
 import torchaudio.functional as AF
 
-from speechdraw.asr.metrics import ErrorRates, cer, char_ops, edit_distance, edit_ops, wer, word_ops
+from speechdraw.asr.metrics import (
+    ErrorRates,
+    align,
+    aligned_text,
+    cer,
+    char_ops,
+    confusions,
+    edit_distance,
+    edit_ops,
+    wer,
+    word_ops,
+)
+
+# (ref, hyp, word (sub, del, ins), char (sub, del, ins)) as the pure-Python implementation before the vectorised one
+# counted them (commit 9e1279b): equally cheap alignments with different splits, repeats, empty sides, reorderings.
+TRICKY = [
+    ("the mat", "mat today", (2, 0, 0), (5, 0, 2)),
+    ("the cat sat on the mat", "a cat sat on mat today", (3, 0, 0), (6, 2, 2)),
+    ("a b c", "c b a", (2, 0, 0), (2, 0, 0)),
+    ("a a a", "a a", (0, 1, 0), (0, 2, 0)),
+    ("a b a b", "b a b a", (0, 1, 1), (4, 0, 0)),
+    ("", "x y", (0, 0, 2), (0, 0, 3)),
+    ("x y", "", (0, 2, 0), (0, 3, 0)),
+    ("the the the", "the", (0, 2, 0), (0, 8, 0)),
+    ("one two three four", "one too three for four", (1, 0, 1), (1, 0, 4)),
+    ("c b a", "b a a a c b", (0, 1, 4), (2, 0, 6)),  # the most substitutions would be (2, 0, 3): not what it chose
+    ("a c c a c", "b a a c b b c a", (0, 1, 4), (2, 0, 6)),
+    ("c b c b c", "a a a b b a c b", (1, 1, 4), (3, 0, 6)),
+    ("i am here", "i'm here", (1, 1, 0), (1, 1, 0)),
+    ("new york city", "newyork city", (1, 1, 0), (0, 1, 0)),
+    ("a b c d e", "e d c b a", (4, 0, 0), (4, 0, 0)),
+]
+
+
+def reference_ops(ref, hyp) -> tuple[int, int, int]:
+    """The pure-Python DP that speechdraw used before (one row at a time, counts carried along; ties keep the
+    diagonal, then the deletion): the definition the vectorised version must reproduce."""
+    m = len(hyp)
+    prev = [(j, 0, 0, j) for j in range(m + 1)]
+    for i in range(1, len(ref) + 1):
+        cur = [(i, 0, i, 0)]
+        for j in range(1, m + 1):
+            c, s, d, k = prev[j - 1]
+            best = (c, s, d, k) if ref[i - 1] == hyp[j - 1] else (c + 1, s + 1, d, k)
+            c, s, d, k = prev[j]
+            if c + 1 < best[0]:
+                best = (c + 1, s, d + 1, k)
+            c, s, d, k = cur[j - 1]
+            if c + 1 < best[0]:
+                best = (c + 1, s, d, k + 1)
+            cur.append(best)
+        prev = cur
+    return prev[m][1:]
+
+
+@pytest.mark.parametrize("ref,hyp,words,chars", TRICKY)
+def test_tricky_cases_count_as_before(ref, hyp, words, chars):
+    w, c = word_ops(ref, hyp), char_ops(ref, hyp)
+    assert (w.substitutions, w.deletions, w.insertions) == words
+    assert (c.substitutions, c.deletions, c.insertions) == chars
+
+
+def test_same_splits_as_the_pure_python_loop_and_a_consistent_path():
+    rng = random.Random(1)
+    for _ in range(1500):
+        a = [rng.choice("abc") for _ in range(rng.randint(0, 10))]
+        b = [rng.choice("abc") for _ in range(rng.randint(0, 10))]
+        ops = edit_ops(a, b)
+        assert (ops.substitutions, ops.deletions, ops.insertions) == reference_ops(a, b), (a, b)
+        pairs = align(a, b)  # the path the counts belong to
+        assert [x for x, _ in pairs if x is not None] == a and [y for _, y in pairs if y is not None] == b
+        assert sum(x is not None and y is not None and x != y for x, y in pairs) == ops.substitutions
+        assert sum(y is None for _, y in pairs) == ops.deletions
+        assert sum(x is None for x, _ in pairs) == ops.insertions
+        assert all(x is not None or y is not None for x, y in pairs)
+
+
+def test_aligned_text_and_confusions():
+    pairs = align("the cat sat on the mat".split(), "the bat sat on mat today".split())
+    assert aligned_text(pairs) == "the (cat->bat) sat on (the->mat) (mat->today)"
+    pairs = align("a b c d".split(), "a c d e".split())
+    assert aligned_text(pairs) == "a (b->*) c d (*->e)"
+    assert confusions(pairs) == {("b", None): 1, (None, "e"): 1}
+    assert aligned_text(align([], ["x"])) == "(*->x)" and align([], []) == []
 
 
 def test_known_cases():
