@@ -18,6 +18,8 @@ from speechdraw import __version__
 
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     # (name, add_arguments, run, help)
+    ("evaluate", "speechdraw.asr.evaluate_cmd:add_arguments", "speechdraw.asr.evaluate_cmd:run",
+     "score a speech model on a manifest of your own: WER/CER, sub/del/ins, confusions, aligned errors, JSON"),
     ("models", "speechdraw.models_cmd:add_arguments", "speechdraw.models_cmd:run",
      "list, describe, download (pull), locate and remove models by name"),
     ("sample", "speechdraw.draw.sample_cmd:add_arguments", "speechdraw.draw.sample_cmd:run",
