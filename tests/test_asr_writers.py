@@ -7,9 +7,10 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 from speechdraw.asr.transcript import CueLimits, Transcript, Word, make_segments
-from speechdraw.asr.writers import WRITERS, timestamp
+from speechdraw.asr.writers import SCHEMA_PATH, SCHEMA_VERSION, WRITERS, timestamp
 
 CUE = re.compile(r"(\d\d):(\d\d):(\d\d)[,.](\d\d\d) --> (\d\d):(\d\d):(\d\d)[,.](\d\d\d)")
 
@@ -86,8 +87,54 @@ def test_srt_vtt_tsv_json_parse_back():
         start, end, word, conf = row.split("\t")
         assert (float(start), float(end), word) == (w.start, w.end, w.word)
         assert abs(float(conf) - w.confidence) <= 0.0005
-    assert json.loads(WRITERS["json"](t)) == t.to_dict()
+    doc = check_json(WRITERS["json"](t))
+    assert doc["text"] == t.text and doc["duration"] == t.duration and doc["decoder"] == t.decoder
+    assert [(w["word"], w["start"], w["end"], w["confidence"]) for w in doc["words"]] == \
+        [(w.word, w.start, w.end, w.confidence) for w in t.words]
     assert WRITERS["txt"](t) == t.text + "\n"
+
+
+def check_json(text: str) -> dict:
+    """A transcript JSON document: valid under the published schema, words nested in the segments that hold them
+    (concatenated: the flat list), confidences the duration-weighted means of their words'. Returns it parsed."""
+    import jsonschema
+
+    doc = json.loads(text)
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()), cls=jsonschema.Draft202012Validator)
+    assert [w for s in doc["segments"] for w in s["words"]] == doc["words"]
+    assert [s["id"] for s in doc["segments"]] == list(range(len(doc["segments"])))
+    for s in doc["segments"]:
+        assert " ".join(w["word"] for w in s["words"]) == s["text"]
+    for part in [doc] + doc["segments"]:
+        ws = part["words"]
+        if not ws:
+            assert part["confidence"] is None
+            continue
+        weights = [w["end"] - w["start"] for w in ws]
+        want = sum(w["confidence"] * k for w, k in zip(ws, weights)) / sum(weights)
+        assert abs(part["confidence"] - want) <= 5e-5
+    return doc
+
+
+def test_json_schema_document():
+    t = synthetic_transcript(seed=2)
+    t.model, t.language = "asr-en-synth", "en"
+    doc = check_json(WRITERS["json"](t))
+    assert doc["schema_version"] == SCHEMA_VERSION == "1.0"
+    assert (doc["model"], doc["language"], doc["path"], doc["error"]) == ("asr-en-synth", "en", "x.wav", None)
+    assert len(doc["segments"]) == len(t.segments) > 10
+    # Confidence: quiet words pull the file's down in proportion to how long they last.
+    assert min(w.confidence for w in t.words) < doc["confidence"] < max(w.confidence for w in t.words)
+    failed = check_json(WRITERS["json"](Transcript("bad.wav", error="cannot read: not an audio file")))
+    assert failed["confidence"] is None and failed["segments"] == [] and failed["error"].startswith("cannot read")
+    # The schema is strict: a missing field, a stray one or a confidence out of range is refused.
+    import jsonschema
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    for broken in ({k: v for k, v in doc.items() if k != "language"}, {**doc, "extra": 1},
+                   {**doc, "words": [{**doc["words"][0], "confidence": 1.5}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, schema, cls=jsonschema.Draft202012Validator)
 
 
 def test_timestamp_format():

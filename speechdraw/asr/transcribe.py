@@ -27,6 +27,7 @@ Transcript whose `error` says why (the others are still transcribed).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,18 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine")
     return device
+
+
+def model_name(asr: SpeechModel) -> str:
+    """The name a transcript gives its model: the release's card.json name (archives from export.py --archive and
+    models by name have one), else its directory's name (or parent/release for a run's release directory)."""
+    card = asr.dir / "card.json"
+    if card.is_file():
+        try:
+            return str(json.loads(card.read_text())["name"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return f"{asr.dir.parent.name}/{asr.dir.name}" if asr.dir.name == "release" else asr.dir.name
 
 
 @dataclass
@@ -122,6 +135,8 @@ class Transcriber:
                                    else self.beam_config.rescore_weight or 0.5)
             self.rescore_bonus = self.beam_config.rescore_length_bonus
         self.description = self._describe(rescore_lm)
+        self.labels = {"decoder": self.description, "model": model_name(self.asr),  # every Transcript carries them
+                       "language": self.asr.config.get("language", "en")}
 
     @classmethod
     def from_pretrained(cls, name: str | os.PathLike | None = None, **options) -> Transcriber:
@@ -183,7 +198,7 @@ class Transcriber:
         if isinstance(wave, torch.Tensor):
             wave = wave.detach().cpu().numpy()
         if wave.shape[0] == 0:
-            return Transcript(None, error="no samples", decoder=self.description)
+            return Transcript(None, error="no samples", **self.labels)
         jobs = [(None, lambda: stream_array(wave, sample_rate, self.sample_rate, self.block_seconds))]
         return next(self._run(jobs, None))
 
@@ -278,7 +293,7 @@ class Transcriber:
     def _finish(self, f: _File) -> Transcript:
         duration = f.samples / self.sample_rate
         if f.error is not None:
-            return Transcript(f.path, duration=round(duration, 3), error=f.error, decoder=self.description)
+            return Transcript(f.path, duration=round(duration, 3), error=f.error, **self.labels)
         words, prev_end = [], 0.0
         for w in f.words:  # monotonic and inside the audio, rounded to the millisecond
             start = min(max(w.start, prev_end), duration)
@@ -287,7 +302,7 @@ class Transcriber:
             prev_end = words[-1].end
         return Transcript(f.path, text=" ".join(w.word for w in words), words=words,
                           segments=make_segments(words, duration, self.cues), nbest=f.nbest,
-                          duration=round(duration, 3), decoder=self.description)
+                          duration=round(duration, 3), **self.labels)
 
 
 def transcribe(audio: str | os.PathLike | Iterable[str | os.PathLike], model: str | os.PathLike | SpeechModel,

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.segment import SegmentConfig
     from speechdraw.asr.transcribe import Transcriber
     from speechdraw.asr.transcript import CueLimits
-    from speechdraw.asr.writers import FORMATS, WRITERS
+    from speechdraw.asr.writers import FORMATS, WRITERS, transcript_json
     from speechdraw.engine.release import ReleaseError
     from speechdraw.models import resolve_model
 
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             fmt = formats[0]
             if fmt == "json":
-                text = json.dumps(t.to_dict(), ensure_ascii=False) + "\n" if len(paths) > 1 else WRITERS[fmt](t)
+                text = json.dumps(transcript_json(t), ensure_ascii=False) + "\n" if len(paths) > 1 else WRITERS[fmt](t)
             else:
                 text = (f"==> {t.path} <==\n" if len(paths) > 1 else "") + WRITERS[fmt](t)
             with tqdm.external_write_mode(file=sys.stderr):

@@ -64,6 +64,8 @@ class Transcript:
     duration: float = 0.0  # seconds of audio
     error: str | None = None  # why the file could not be transcribed (then the rest is empty)
     decoder: str = "greedy"  # "greedy" or "beam" (with the LM files used, if any)
+    model: str = ""  # the acoustic model's name (its card's, else the release directory's)
+    language: str = "en"  # the release's language (config.json "language"; English when it names none)
 
     @property
     def ok(self) -> bool:

@@ -3,7 +3,9 @@
     WRITERS["srt"](transcript) -> str
 
 txt   the text, one line
-json  everything: text, words with start/end/confidence, subtitle segments, N-best lists, duration, decoder
+json  everything, as transcript.schema.json describes it (schema_version, model, language, decoder, duration, text,
+      file confidence, segments with their words nested (start, end, confidence) and a confidence each, the flat word
+      list, N-best lists): transcript_json()
 srt   SubRip cues (HH:MM:SS,mmm), numbered from 1
 vtt   WebVTT cues (HH:MM:SS.mmm) after a WEBVTT header
       (to_srt / to_vtt with highlight_words=True: word-level karaoke, see karaoke())
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
 from speechdraw.asr.transcript import Transcript, Word
 
@@ -33,8 +37,41 @@ def to_txt(t: Transcript) -> str:
     return t.text + "\n"
 
 
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).with_name("transcript.schema.json")  # JSON Schema of to_json's output (package data)
+
+
+def mean_confidence(words: list[Word]) -> float | None:
+    """Duration-weighted mean of the words' confidences (a plain mean when they all last 0 s); None without words."""
+    if not words:
+        return None
+    weights = [max(w.end - w.start, 0.0) for w in words]
+    if sum(weights) <= 0:
+        weights = [1.0] * len(words)
+    return round(sum(w.confidence * k for w, k in zip(words, weights)) / sum(weights), 4)
+
+
+def transcript_json(t: Transcript) -> dict:
+    """The JSON document of a transcript, as transcript.schema.json describes it (schema_version SCHEMA_VERSION).
+
+    Confidence, from the CTC posteriors: a word's is the mean, over the output frames that CTC forced alignment of the
+    decoded text gives to the word's characters (blank frames between them left out), of the posterior probability of
+    the character aligned to each frame (speechdraw.asr.decode.word_alignments). A segment's and the file's are the
+    duration-weighted mean of their words' (null without words)."""
+    def word(w: Word) -> dict:
+        return {"word": w.word, "start": w.start, "end": w.end, "confidence": w.confidence}
+
+    segments = [{"id": i, "start": s.start, "end": s.end, "text": s.text, "lines": s.lines,
+                 "confidence": mean_confidence(ws), "words": [word(w) for w in ws]}
+                for i, (s, ws) in enumerate(zip(t.segments, segment_words(t)))]
+    return {"schema_version": SCHEMA_VERSION, "path": t.path, "model": t.model, "language": t.language,
+            "decoder": t.decoder, "duration": t.duration, "error": t.error, "text": t.text,
+            "confidence": mean_confidence(t.words), "segments": segments, "words": [word(w) for w in t.words],
+            "nbest": [asdict(n) for n in t.nbest]}
+
+
 def to_json(t: Transcript) -> str:
-    return json.dumps(t.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(transcript_json(t), indent=2, ensure_ascii=False) + "\n"
 
 
 def segment_words(t: Transcript) -> list[list[Word]]:
