@@ -367,18 +367,25 @@ def arpa_entries(path) -> dict[tuple[str, ...], tuple[float, float]]:
 
 
 @pytest.mark.skipif(shutil.which("lmplz") is None, reason="KenLM's lmplz is not installed")
-@pytest.mark.parametrize("units,order", [("word", 4), ("char", 5)])
-def test_lmplz_backend_agrees_with_ours(tmp_path, units, order):
+@pytest.mark.parametrize("units,order,exact_orders", [("word", 3, 3), ("word", 4, 4), ("char", 5, 2)])
+def test_lmplz_backend_agrees_with_ours(tmp_path, units, order, exact_orders):
+    """lmplz computes in float32, hence 2e-5 in log10. Its count-of-counts also take one n-gram per order below the
+    highest at its raw count rather than its adjusted count (the final flush in lm/builder/adjust_counts.cc); on word
+    text, where the t_k are large, that moves the discounts by ~1e-6, but the character 5-gram's t3/t4 are small (8)
+    and its order-3/4 discounts differ in the third digit: there only the orders with the fallback discounts agree
+    (probabilities up to order 2, back-offs of unigrams: a bigram's back-off is made of order-3 discounts)."""
     text = tmp_path / "train.txt"
     text.write_text("\n".join(zipf_corpus(2000, seed=6)) + "\n")
     outs = {}
     for backend in ("numpy", "lmplz"):
         outs[backend] = tmp_path / f"{backend}.arpa"
         run_script(["recipes/asr/train_ngram.py", "--text", str(text), "--out", str(outs[backend]), "--backend",
-                    backend, "--ngram.order", str(order), "--ngram.units", units])
+                    backend, "--ngram.order", str(order), "--ngram.units", units, "--memory", "64M"])
     ours, theirs = arpa_entries(outs["numpy"]), arpa_entries(outs["lmplz"])
     assert set(ours) == set(theirs)  # the same n-grams (every one seen: no pruning)
-    # The same probabilities and back-offs, up to lmplz's float32 arithmetic (<s> is -99 in both, p unused).
-    diff_p = max(abs(ours[g][0] - theirs[g][0]) for g in ours if g != (BOS,))
-    diff_bo = max(abs(ours[g][1] - theirs[g][1]) for g in ours)
+    # The same probabilities and back-offs (<s>'s p is a placeholder in both).
+    compared = [g for g in ours if len(g) <= exact_orders]
+    assert len(compared) > 100
+    diff_p = max(abs(ours[g][0] - theirs[g][0]) for g in compared if g != (BOS,))
+    diff_bo = max(abs(ours[g][1] - theirs[g][1]) for g in compared if exact_orders == order or len(g) < exact_orders)
     assert diff_p < 2e-5 and diff_bo < 2e-5
