@@ -39,3 +39,27 @@ def read_metrics(run_dir: Path, split: str = "train") -> list[dict]:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+# The speech model the transcription tests share (test_asr_transcribe, _media, _hotwords): trained once per session,
+# as its training takes minutes (tests/transcribe_fixtures.py says what it is).
+@pytest.fixture(scope="session")
+def pieces(tmp_path_factory):
+    from transcribe_fixtures import speak_pieces
+
+    return speak_pieces(tmp_path_factory.mktemp("pieces"))
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory, pieces):
+    from transcribe_fixtures import padded_corpus
+
+    from speechdraw.asr.manifest import read_manifest, write_manifest
+
+    d = tmp_path_factory.mktemp("transcribe-model")
+    manifest = padded_corpus(d / "corpus", pieces, copies=8)
+    dev = d / "corpus" / "dev.jsonl"
+    write_manifest(dev, read_manifest(manifest)[:24])  # one copy of each sentence: validation stays cheap
+    run_script(["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(manifest), "--data.dev", str(dev),
+                "--train.epochs", "30", "--train.run_dir", str(d / "run")], timeout=400)
+    return d / "run" / "release"

@@ -20,11 +20,10 @@ import torch
 from asr_recipe_fixtures import needs_espeak
 from conftest import REPO, run_script, subprocess_env
 from test_asr_writers import check_cues, parse_cues
-from transcribe_fixtures import SR, long_file, noise, padded_corpus, speak_pieces
+from transcribe_fixtures import SR, long_file, noise
 
 import speechdraw
 from speechdraw.asr.audio import resample
-from speechdraw.asr.manifest import read_manifest, write_manifest
 from speechdraw.asr.metrics import ErrorRates
 from speechdraw.asr.segment import SegmentConfig
 from speechdraw.asr.transcribe import Transcriber
@@ -39,20 +38,8 @@ def cer(ref: str, hyp: str) -> float:
     return r.cer
 
 
-@pytest.fixture(scope="session")
-def pieces(tmp_path_factory):
-    return speak_pieces(tmp_path_factory.mktemp("pieces"))
-
-
-@pytest.fixture(scope="session")
-def release(tmp_path_factory, pieces):
-    d = tmp_path_factory.mktemp("transcribe-model")
-    manifest = padded_corpus(d / "corpus", pieces, copies=8)
-    dev = d / "corpus" / "dev.jsonl"
-    write_manifest(dev, read_manifest(manifest)[:24])  # one copy of each sentence: validation stays cheap
-    run_script(["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(manifest), "--data.dev", str(dev),
-                "--train.epochs", "30", "--train.run_dir", str(d / "run")], timeout=400)
-    return d / "run" / "release"
+# pieces (the sentences spoken) and release (the model trained on them): session fixtures in conftest.py, shared with
+# test_asr_media.py and test_asr_hotwords.py.
 
 
 @pytest.fixture(scope="session")

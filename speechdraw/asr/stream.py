@@ -3,11 +3,12 @@
     for block in stream_audio("book.mp3", block_seconds=30):   # (S,) float32 at 16 kHz each
         ...
 
-Whole-file decoding (`speechdraw.asr.audio.load_audio`) holds the file in memory; this reads it with soundfile block by
-block, averages the channels and resamples each block with the same windowed-sinc resampler, given enough input on
-both sides of the block that the output equals resampling the whole file (the resampler's kernel spans a few dozen
-input samples; a block boundary falls on a whole period of the rate ratio, so every block starts on an output sample).
-Memory is a few blocks, however long the file.
+Whole-file decoding (`speechdraw.asr.audio.load_audio`) holds the file in memory; this reads it block by block (with
+soundfile, or FFmpeg through PyAV for what libsndfile cannot read: `speechdraw.asr.audio.open_audio`), averages the
+channels and resamples each block with the same windowed-sinc resampler, given enough input on both sides of the block
+that the output equals resampling the whole file (the resampler's kernel spans a few dozen input samples; a block
+boundary falls on a whole period of the rate ratio, so every block starts on an output sample). Memory is a few
+blocks, however long the file, in both paths (FFmpeg decodes one packet at a time).
 
 Some libsndfile builds decode a format correctly only in a single read: with libsndfile 1.2.2 (the one bundled with
 soundfile 0.14 here), every read of an MP3 after the first returns wrong samples. Whether the libsndfile in use has
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechdraw.asr.audio import SAMPLE_RATE, AudioError, audio_info, resample
+from speechdraw.asr.audio import SAMPLE_RATE, AudioError, open_audio, resample
 
 
 def _resample_np(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -106,8 +107,8 @@ def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
     are the whole file. Raises AudioError (naming the file) for missing, empty, undecodable or sample-less files, and
     for non-finite samples or decoding errors met part-way through."""
     path = Path(path)
-    info = audio_info(path)
-    sr = info.sample_rate
+    f = open_audio(path)  # soundfile, or FFmpeg through PyAV for what libsndfile cannot read (speechdraw.asr.media)
+    sr = f.samplerate
     g = math.gcd(sr, sample_rate)
     unit_in, unit_out = sr // g, sample_rate // g  # unit_in input samples <-> unit_out output samples, exactly
     block = max(1, round(block_seconds * sr / unit_in)) * unit_in
@@ -115,11 +116,7 @@ def stream_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
     reach = math.ceil(8 * sr / min(sr, sample_rate)) + 8
     pad = math.ceil(reach / unit_in) * unit_in if sr != sample_rate else 0
 
-    try:
-        f = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise AudioError(path, f"unreadable audio ({e})") from None
-    if not reads_in_parts(f.format, f.subtype, f.samplerate):
+    if isinstance(f, sf.SoundFile) and not reads_in_parts(f.format, f.subtype, f.samplerate):
         f = _WholeFile(f, path)
     with f:
         buf = np.zeros(0, dtype=np.float32)  # raw mono samples from buf_start

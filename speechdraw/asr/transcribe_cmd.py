@@ -31,7 +31,11 @@ from pathlib import Path
 AUDIO_FORMATS = {".wav": "WAV", ".wave": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".oga": "OGG", ".opus": "OGG",
                  ".mp3": "MP3", ".aif": "AIFF", ".aiff": "AIFF", ".aifc": "AIFF", ".au": "AU", ".snd": "AU",
                  ".w64": "W64", ".rf64": "RF64", ".caf": "CAF", ".sph": "NIST", ".nist": "NIST"}
-AUDIO_EXTENSIONS = frozenset(AUDIO_FORMATS)
+# On top of those, what FFmpeg reads through PyAV (m4a/AAC, video files' audio, WebM, WMA, ...: speechdraw.asr.media;
+# listed here too so that `--help` does not import PyAV).
+MEDIA_EXTENSIONS = frozenset({".m4a", ".m4b", ".mp4", ".m4v", ".aac", ".mov", ".mkv", ".mka", ".webm", ".wma",
+                              ".wmv", ".asf", ".avi", ".ac3", ".amr", ".3gp", ".mpg", ".mpeg", ".ts", ".flv"})
+AUDIO_EXTENSIONS = frozenset(AUDIO_FORMATS) | MEDIA_EXTENSIONS
 FORMAT_CHOICES = ("txt", "json", "srt", "vtt", "tsv", "all")
 
 
