@@ -47,8 +47,8 @@ def split_withdrawn(figures: dict, path: str = "") -> tuple[dict, list[tuple[str
 
 def _withdrawn_line(where: str, w: dict) -> str:
     """One line: where, why, and the withdrawn values (a whole record's old figures are only pointed to)."""
-    rest = {k: v for k, v in w.items() if k not in ("reason", "figures")}
-    return (f"- **withdrawn** ({where}): {w.get('reason', 'no reason given')}"
+    rest = {k: v for k, v in w.items() if k not in ("reason", "figures", "date")}
+    return (f"- **withdrawn** ({where}{', ' + w['date'] if 'date' in w else ''}): {w.get('reason', 'no reason given')}"
             + (f". Not to be quoted: {_fmt(rest)}" if rest else "")
             + ("; the old figures stay in the JSON under withdrawn.figures" if "figures" in w else ""))
 
