@@ -19,6 +19,16 @@ Lexicon format: `word<TAB>w o r d`, one spelling per word, with no trailing "|".
 transcripts without a trailing space, so a spelling ending in "|" could not complete the last word of an utterance
 (flashlight then drops it); "|" between words is consumed as silence at the lexicon root instead.
 
+Hotwords (biasing, `hotwords={"zebulun": 4.0}`, from a file by read_hotwords): lexicon mode only. A hotword missing
+from the lexicon is added with its spelling, and every hotword's words earn their bonus, in the units of the total
+score (natural-log, like am), each time the beam completes one. The bonus is a unigram score addition made by an LM
+wrapper (HotwordLM) around the n-gram: flashlight multiplies LM scores by lm_weight, so the wrapper adds
+bonus / lm_weight; without an LM (or with lm_weight 0) it wraps flashlight's ZeroLM with weight 1, which changes
+nothing else. Because flashlight also smears the LM's unigram scores over the lexicon trie, a hotword's bonus is
+seen while it is still being spelled, so it survives the beam's pruning; a lexicon word score could not do that. A
+phrase spreads its bonus evenly over its words, each rewarded wherever it appears (no phrase context). With
+hotwords, lm_score includes the bonus / lm_weight of the hotwords in the hypothesis.
+
 Two flashlight details handled here: KenLM in flashlight-text is compiled for orders <= 6 (`KENLM_MAX_ORDER`), and
 torchaudio's lexicon-free path builds the LM's dictionary in a different order than the token dictionary unless it is
 given one (`lm_dict`), which would score the wrong characters; we always give it the token list.
@@ -152,14 +162,69 @@ def _quiet_stderr():
         os.close(devnull)
 
 
+def read_hotwords(path: str | os.PathLike) -> dict[str, float]:
+    """A hotwords file: one word or phrase per line, optionally followed by its bonus ("Zebulun 4.0"; default
+    DEFAULT_HOTWORD_BONUS); blank lines and lines starting with # are skipped. Words are lowercased (the models
+    write lowercase). Raises ValueError naming the file and line for a bonus that is not a finite number."""
+    out: dict[str, float] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the hotwords file ({e})") from None
+    for n, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        bonus = DEFAULT_HOTWORD_BONUS
+        if len(parts) > 1:
+            try:
+                bonus = float(parts[-1])
+                parts = parts[:-1]
+            except ValueError:
+                pass  # a phrase without a bonus
+        if not math.isfinite(bonus):
+            raise ValueError(f"{path}:{n}: the bonus must be a finite number, got {line!r}")
+        out[" ".join(parts).lower()] = bonus
+    if not out:
+        raise ValueError(f"{path}: no hotwords in the file")
+    return out
+
+
+DEFAULT_HOTWORD_BONUS = 5.0  # natural-log units, like the acoustic score
+
+
+def _hotword_lm(inner, bonus: dict[int, float]):
+    """A flashlight LM: `inner`'s scores, plus bonus[word index] for the hotwords (module docstring)."""
+    from torchaudio.models.decoder import CTCDecoderLM
+
+    class HotwordLM(CTCDecoderLM):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.bonus = inner, bonus
+
+        def start(self, start_with_nothing: bool):
+            return self.inner.start(start_with_nothing)
+
+        def score(self, state, usr_token_idx: int):
+            state, score = self.inner.score(state, usr_token_idx)
+            return state, score + self.bonus.get(usr_token_idx, 0.0)
+
+        def finish(self, state):
+            return self.inner.finish(state)
+
+    return HotwordLM()
+
+
 class BeamSearchDecoder:
     """`decoder(log_probs, lengths)` -> per utterance, an N-best list of `Hypothesis`, best first.
 
-    lexicon and lm paths come from `cfg`, resolved against `base_dir`. `load_seconds` is how long building the
-    decoder took (dominated by KenLM reading the ARPA file and, with a lexicon, scoring every word for the trie).
+    lexicon and lm paths come from `cfg`, resolved against `base_dir`; `hotwords` (word or phrase -> bonus) biases
+    the search towards them (module docstring). `load_seconds` is how long building the decoder took (dominated by
+    KenLM reading the ARPA file and, with a lexicon, scoring every word for the trie).
     """
 
-    def __init__(self, tokens: TokenSet, cfg: BeamConfig, base_dir: str | os.PathLike | None = None):
+    def __init__(self, tokens: TokenSet, cfg: BeamConfig, base_dir: str | os.PathLike | None = None,
+                 hotwords: dict[str, float] | None = None):
         from torchaudio.models.decoder import ctc_decoder
 
         self.cfg, self.tokens = cfg, tokens
@@ -169,20 +234,61 @@ class BeamSearchDecoder:
         lm = str(base / cfg.lm) if cfg.lm else None
         if lm is not None and arpa_order(lm) > KENLM_MAX_ORDER:
             raise ValueError(f"{lm}: order {arpa_order(lm)} > {KENLM_MAX_ORDER}, the highest flashlight's KenLM reads")
+        if hotwords and lexicon is None:
+            raise ValueError("hotwords need lexicon beam search: give a lexicon (--lexicon), or a release whose "
+                             "tuned decoder has one")
         t0 = time.perf_counter()
+        lm_weight = cfg.lm_weight
         with tempfile.TemporaryDirectory() as tmp, _quiet_stderr():
             lm_dict = None
             if lm is not None and lexicon is None:
                 lm_dict = os.path.join(tmp, "lm_tokens.txt")  # the LM's dictionary in token order (module docstring)
                 Path(lm_dict).write_text("\n".join(self.token_list) + "\n", encoding="utf-8")
+            if hotwords:
+                lexicon, lm_dict, lm, lm_weight = self._with_hotwords(lexicon, lm, hotwords, Path(tmp))
             self._decoder = ctc_decoder(
                 lexicon=lexicon, tokens=self.token_list, lm=lm, lm_dict=lm_dict,
                 nbest=cfg.nbest,  # (unused: decode() below returns the whole final beam, merged in _nbest)
                 beam_size=cfg.beam_size, beam_size_token=cfg.beam_size_token or None,
-                beam_threshold=cfg.beam_threshold, lm_weight=cfg.lm_weight, word_score=cfg.word_score,
+                beam_threshold=cfg.beam_threshold, lm_weight=lm_weight, word_score=cfg.word_score,
                 unk_score=-math.inf if cfg.unk_score is None else cfg.unk_score, sil_score=cfg.sil_score,
                 log_add=cfg.log_add, blank_token=BLANK_SYMBOL, sil_token=SPACE_SYMBOL, unk_word="<unk>")
         self.load_seconds = time.perf_counter() - t0
+
+    def _with_hotwords(self, lexicon: str, lm: str | None, hotwords: dict[str, float], tmp: Path):
+        """The lexicon with the hotwords' missing words added, the word dictionary (lexicon order, then <unk>), and
+        the LM wrapped to add the bonuses, with the lm_weight to use (module docstring)."""
+        from flashlight.lib.text.decoder import ZeroLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        lines = Path(lexicon).read_text(encoding="utf-8").splitlines()
+        words = list(dict.fromkeys(line.split("\t")[0].split(" ")[0] for line in lines if line.strip()))
+        bonus: dict[str, float] = {}
+        for phrase, b in hotwords.items():
+            parts = phrase.split()
+            for w in parts:
+                bad = sorted({c for c in w if c not in self.tokens or c == " "})
+                if bad:
+                    raise ValueError(f"hotword {phrase!r}: {''.join(bad)!r} is not in the model's token set")
+                if w not in words:
+                    words.append(w)
+                    lines.append(f"{w}\t{' '.join(w)}")
+                bonus[w] = bonus.get(w, 0.0) + b / len(parts)
+        (tmp / "lexicon.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp / "words.txt").write_text("\n".join([*words, "<unk>"]) + "\n", encoding="utf-8")
+        word_dict = Dictionary(str(tmp / "words.txt"))  # the same indices ctc_decoder reads from words.txt
+        if lm is not None and self.cfg.lm_weight > 0:
+            try:
+                from flashlight.lib.text.decoder.kenlm import KenLM
+            except ImportError:
+                from flashlight.lib.text.decoder import KenLM
+            inner, weight = KenLM(lm, word_dict), self.cfg.lm_weight
+        else:
+            inner, weight = ZeroLM(), 1.0
+        self._inner_lm = inner  # (kept alive beside the wrapper flashlight holds)
+        self.hotwords = bonus
+        wrapped = _hotword_lm(inner, {word_dict.get_index(w): b / weight for w, b in bonus.items()})
+        return str(tmp / "lexicon.txt"), str(tmp / "words.txt"), wrapped, weight
 
     @classmethod
     def from_file(cls, decoder_json: str | os.PathLike, tokens: TokenSet) -> BeamSearchDecoder:

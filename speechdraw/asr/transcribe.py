@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from speechdraw.asr.audio import AudioError
-from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder
+from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, read_hotwords
 from speechdraw.asr.decode import greedy_decode, word_alignments
 from speechdraw.asr.release import SpeechModel, load_speech_release
 from speechdraw.asr.segment import Chunk, SegmentConfig, split_at_silences
@@ -90,6 +90,8 @@ class Transcriber:
     rescore_lm     LSTM-LM release directory: re-rank the beam's N-best list (weight: rescore_weight)
     batch_size     chunks per forward pass of the acoustic model
     segment        how audio is cut into chunks (SegmentConfig); cues: subtitle limits (CueLimits)
+    hotwords       word or phrase -> bonus, or a hotwords file (speechdraw.asr.beam.read_hotwords): lexicon beam search
+                   favours them, adding the missing ones to the lexicon
     """
 
     def __init__(self, model: str | os.PathLike | SpeechModel, *, device: str | torch.device = "auto",
@@ -97,7 +99,8 @@ class Transcriber:
                  lm_weight: float | None = None, word_score: float | None = None, beam: int | None = None,
                  nbest: int = 1, rescore_lm: str | os.PathLike | None = None, rescore_weight: float | None = None,
                  greedy: bool = False, batch_size: int = 8, segment: SegmentConfig | None = None,
-                 cues: CueLimits | None = None, block_seconds: float = 30.0):
+                 cues: CueLimits | None = None, block_seconds: float = 30.0,
+                 hotwords: dict[str, float] | str | os.PathLike | None = None):
         if batch_size < 1 or nbest < 1 or (beam is not None and beam < 1):
             raise ValueError("batch_size, nbest and beam must be >= 1")
         self.device = resolve_device(device)
@@ -119,12 +122,19 @@ class Transcriber:
         release_rescorer = getattr(self.asr, "rescorer_dir", None)
         if rescore_lm is None and tuned is not None and tuned.rescore_weight and release_rescorer is not None:
             rescore_lm = release_rescorer
-        asked_beam = lm is not None or lexicon is not None or beam is not None or nbest > 1 or rescore_lm is not None
+        asked_beam = (lm is not None or lexicon is not None or beam is not None or nbest > 1 or rescore_lm is not None
+                      or bool(hotwords))
         if greedy and asked_beam:
             raise ValueError("greedy decoding takes no LM, lexicon, beam size, N-best or rescoring LM")
         self.beam_config = None if greedy else self._beam_config(tuned, lm, lexicon, lm_weight, word_score, beam,
                                                                  rescore_lm is not None)
-        self.decoder = BeamSearchDecoder(self.asr.tokens, self.beam_config) if self.beam_config else None
+        if isinstance(hotwords, (str, os.PathLike)):
+            hotwords = read_hotwords(hotwords)
+        if hotwords and (self.beam_config is None or not self.beam_config.lexicon):
+            raise ValueError("hotwords need lexicon beam search: give --lexicon (and --lm), or use a release whose "
+                             "tuned decoder has a lexicon")
+        self.decoder = (BeamSearchDecoder(self.asr.tokens, self.beam_config, hotwords=hotwords or None)
+                        if self.beam_config else None)
         self.rescorer = None
         self.rescore_weight = self.rescore_bonus = 0.0
         if rescore_lm is not None:
@@ -180,6 +190,8 @@ class Transcriber:
         parts = [f"beam {c.beam_size}", c.mode]
         if c.lm:
             parts.append(f"lm {Path(c.lm).name} (weight {c.lm_weight:g})")
+        if getattr(self.decoder, "hotwords", None):
+            parts.append(f"{len(self.decoder.hotwords)} hotwords")
         if rescore_dir is not None:
             parts.append(f"rescored by {Path(rescore_dir).name} (weight {self.rescore_weight:g})")
         return "beam search: " + ", ".join(parts)

@@ -58,6 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam", type=int, help="beam size (implies beam search; default: 50 or the release's)")
     p.add_argument("--nbest", type=int, default=1, help="alternatives per chunk in the JSON output; > 1 implies beam "
                                                         "search (default: 1)")
+    p.add_argument("--hotwords", metavar="FILE", help="words or phrases to favour, one per line with an optional bonus "
+                   "('Zebulun 4.0'; default bonus 5); missing ones join the lexicon (needs lexicon beam search)")
     p.add_argument("--greedy", action="store_true", help="greedy decoding even if the release has a tuned decoder")
     p.add_argument("--format", default="txt", choices=FORMAT_CHOICES, help="output format (default: txt)")
     p.add_argument("--output-dir", help="write one file per input and format here (default: print to stdout)")
@@ -141,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         tr = Transcriber(model, device=args.device, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight,
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
-                         segment=SegmentConfig(max_chunk=args.max_chunk),
+                         segment=SegmentConfig(max_chunk=args.max_chunk), hotwords=args.hotwords,
                          cues=CueLimits(max_chars=args.max_line_width, max_lines=args.max_line_count,
                                         max_duration=args.max_cue_seconds))
     except (ReleaseError, OSError, ValueError) as e:  # a bad --model, --lm, --lexicon, --device ...: one line
