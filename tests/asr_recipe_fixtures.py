@@ -34,7 +34,8 @@ def speak_corpus(out: Path, sentences: list[str] = SENTENCES, *, voice: str = "e
     (out / "audio").mkdir(parents=True, exist_ok=True)
     entries = []
     for i, text in enumerate(sentences):
-        samples, sr = synth.speak(voice, variant, speed, pitch, text, out / f"tmp-{i}.wav")
+        utt = synth.Utterance(f"{i:03d}", "train", text, voice, variant, speed, pitch)
+        samples, sr = synth.speak(utt, out / f"tmp-{i}.wav")
         wave = resample(torch.from_numpy(samples), sr, 16_000).numpy()
         path = out / "audio" / f"{i:03d}.flac"
         sf.write(str(path), wave, 16_000)

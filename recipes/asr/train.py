@@ -60,6 +60,7 @@ from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler, eval_batches
 from speechdraw.engine.schedule import warmup_decay
+from speechdraw.engine.seed import batch_seed, seeded
 from speechdraw.engine.step import TrainStep
 
 SYNTH = str(Path.home() / "speechdraw-runs" / "data" / "synth")
@@ -132,10 +133,16 @@ class FeatureBatch(NamedTuple):
     target_lens: torch.Tensor  # (B,)
     indices: tuple[int, ...]
     seconds: float  # real audio in the batch
+    seed: int | None = None  # training: the batch's own seed (engine/seed.py), for SpecAugment, VTLP, speed, dropout
 
 
-def make_features(frontend: FeatureExtractor, batch, cfg: FeatureConfig, device, *, train: bool) -> FeatureBatch:
-    batch = batch.to(device)
+def make_features(frontend: FeatureExtractor, batch, cfg: FeatureConfig, device, *, train: bool,
+                  seed: int | None = None) -> FeatureBatch:
+    with seeded(seed, device):  # the same masks and factors whichever rank trains this batch
+        return _make_features(frontend, batch.to(device), cfg, device, train=train)._replace(seed=seed)
+
+
+def _make_features(frontend: FeatureExtractor, batch, cfg: FeatureConfig, device, *, train: bool) -> FeatureBatch:
     waves, wave_lens = batch.waves, batch.wave_lens
     if train and cfg.speed_factors:
         cut = [w[:n] for w, n in zip(waves, wave_lens.tolist())]
@@ -151,7 +158,8 @@ def make_features(frontend: FeatureExtractor, batch, cfg: FeatureConfig, device,
 
 
 def forward(model, b: FeatureBatch):
-    return model(b.feats, b.feat_lens)
+    with seeded(b.seed, b.feats.device):  # dropout
+        return model(b.feats, b.feat_lens)
 
 
 def loss_fn(outputs, b: FeatureBatch) -> torch.Tensor:
@@ -251,10 +259,12 @@ def main(argv=None):
         loader = DataLoader(train_data, batch_sampler=sampler, collate_fn=collate, num_workers=tc.num_workers,
                             generator=torch.Generator().manual_seed(tc.seed + epoch))
         for window in windows(loader, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
-            window = [make_features(frontend, b, cfg.features, ctx.device, train=True) for b in window]
+            window = [make_features(frontend, b, cfg.features, ctx.device, train=True,
+                                    seed=batch_seed(tc.seed, epoch, b.indices)) for b in window]
             # Normalise by the tokens of the utterances CTC can align; count the others (their loss is zeroed).
             units = [ctc_units(cfg.model.output_frames(b.feat_lens), b.targets, b.target_lens) for b in window]
             result = train_step(window, [tokens for tokens, _ in units], step=loop["step"])
+            distributed.fault_point(loop["step"])  # tests only: SPEECHDRAW_FAULT
             loop["unalignable"] += int(distributed.all_reduce(float(sum(n for _, n in units))))  # on every rank
             loop["audio_seconds"] += sum(b.seconds for b in window) * ctx.dist.world_size
             loop["train_seconds"] = seconds_before + time.time() - t_start

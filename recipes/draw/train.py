@@ -27,6 +27,11 @@ z_t, loss = sum over the batch of (reconstruction NLL + sum_t KL), normalised by
 clipping. Each epoch the validation bound (negative ELBO, fixed noise seed) decides best.pt; at the end release/ holds
 best.pt's weights (model.pt), config.json (model config, data source, metrics). DRAW's matmuls are small (batch 100
 x 256 units): one intra-op thread per process (--threads 1, the default) is faster on a shared CPU than two.
+--train.ema_decay D keeps an exponential moving average of the weights (speechdraw/engine/ema.py): validation then
+scores the averaged weights (and logs the raw ones' bound as bound_raw), best.pt is chosen by the averaged weights'
+bound, and the release holds them. --data.binarization dynamic needs --data.root: the Larochelle npz has no grey
+counterparts (its training and validation images are a shuffled pick of all 60,000 MNIST training digits); score a
+model trained that way on the paper's test set with recipes/draw/evaluate.py --data NPZ.
 --train.precision bf16 runs the GEMMs in bf16 (state, attention and canvas stay fp32; validation is always fp32):
 about 2x faster per step on a CPU with AVX512-BF16 (see recipes/draw/README.md), slower on one without.
 """
@@ -48,11 +53,13 @@ from speechdraw.draw.model import Draw, DrawConfig
 from speechdraw.engine import distributed
 from speechdraw.engine.checkpoint import load_checkpoint
 from speechdraw.engine.config import parse_config
+from speechdraw.engine.ema import EMA, checkpoint_weights
 from speechdraw.engine.loop import epochs, total_steps, windows
 from speechdraw.engine.release import save_release
 from speechdraw.engine.run import TrainConfig, checkpoint_state, restore, save_checkpoint, setup_run
 from speechdraw.engine.sampler import BucketBatchSampler
 from speechdraw.engine.schedule import warmup_decay
+from speechdraw.engine.seed import batch_seed, seeded
 from speechdraw.engine.step import TrainStep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,22 +121,35 @@ class Batch(NamedTuple):
     x: torch.Tensor  # (B, C, H, W) on the device
     labels: torch.Tensor | None  # (B,) for a class-conditional model
     indices: torch.Tensor  # (B,) into the training set, for error reports
+    seed: int  # the batch's own seed (engine/seed.py): its z noise is the same whichever rank trains it
 
 
-def make_batch(data: ImageSet, idx: list[int], device, conditional: bool) -> Batch:
+def make_batch(data: ImageSet, idx: list[int], device, conditional: bool, seed: int) -> Batch:
     i = torch.tensor(idx)
     labels = data.labels[i].to(device) if conditional else None
-    return Batch(data.images[i].to(device), labels, i)
+    return Batch(data.images[i].to(device), labels, i, seed)
 
 
 def forward(model, b: Batch):
-    out = model(b.x, b.labels)
+    with seeded(b.seed, b.x.device):
+        out = model(b.x, b.labels)
     return out.recon, out.kl  # a plain tuple: the engine casts outputs to fp32 element by element
 
 
 def loss_fn(outputs, b: Batch) -> torch.Tensor:
     recon, kl = outputs
     return (recon + kl).sum()  # nats summed over the batch; TrainStep divides by the images in the global batch
+
+
+def check_args(cfg: Config) -> None:
+    """Option combinations refused before anything is written: one line on stderr, exit status 2."""
+    dc = cfg.data
+    if dc.binarized_npz and not dc.image_folder and dc.binarization == "dynamic":
+        print(f"error: --data.binarization dynamic cannot re-draw {dc.binarized_npz}: it holds one fixed binarisation "
+              f"whose training and validation images are a shuffled pick of all 60,000 MNIST training digits, so "
+              f"they have no grey counterparts by index; train on --data.root (grey IDX files) instead and score "
+              f"the paper's test set with recipes/draw/evaluate.py --data {dc.binarized_npz}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def check_data(cfg: Config, splits) -> None:
@@ -156,6 +176,7 @@ def main(argv=None):
     cfg, _ = parse_config(Config, argv, presets=PRESETS, description=__doc__)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    check_args(cfg)
     ctx = setup_run(cfg.train, cfg)
     tc, dc, mc = cfg.train, cfg.data, cfg.model
 
@@ -193,20 +214,22 @@ def main(argv=None):
     horizon = total_steps(sampler, tc.epochs, tc.accum_steps)  # every optimiser step of the configured epochs
     scheduler = warmup_decay(optimizer, warmup_steps=tc.warmup_steps, total_steps=horizon, decay=tc.lr_decay)
     scaler = ctx.precision.make_scaler()
+    ema = EMA(raw, tc.ema_decay) if tc.ema_decay else None
     conditional = mc.num_classes > 0
     train_step = TrainStep(model, optimizer, ctx.precision, forward=forward, loss_fn=loss_fn, scheduler=scheduler,
                            scaler=scaler, clip_norm=tc.clip_norm, max_consecutive_skips=tc.max_consecutive_skips,
-                           world_size=ctx.dist.world_size,
+                           ema=ema, ema_model=raw, world_size=ctx.dist.world_size,
                            describe=lambda b: "images " + ",".join(map(str, b.indices.tolist())))
     loop = restore(ctx, ctx.resume_state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                   train_step=train_step) or {"step": 0, "epoch": 0, "batch": 0, "best": math.inf,
-                                              "train_seconds": 0.0}
+                   train_step=train_step, ema=ema) or {"step": 0, "epoch": 0, "batch": 0, "best": math.inf,
+                                                       "train_seconds": 0.0}
     log = ctx.logger()
     extra = {"data": asdict(source)}
+    evaluated = Draw(mc).to(ctx.device) if ema is not None else raw  # validates the EMA weights when there are some
 
     def save(is_best=False):
         state = checkpoint_state(ctx, model=model, optimizer=optimizer, loop=loop, scheduler=scheduler,
-                                 scaler=scaler, train_step=train_step, config=cfg, extra=extra)
+                                 scaler=scaler, train_step=train_step, ema=ema, config=cfg, extra=extra)
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
     bar = log.progress(total=horizon, initial=loop["step"])
@@ -216,8 +239,10 @@ def main(argv=None):
         if hasattr(train_data, "set_epoch"):
             train_data.set_epoch(epoch)  # dynamic binarisation: this epoch's draw, a function of the epoch
         for window in windows(sampler, loop, tc.accum_steps, max_steps=tc.max_steps):  # loop position advanced
-            window = [make_batch(train_data, idx, ctx.device, conditional) for idx in window]
+            window = [make_batch(train_data, idx, ctx.device, conditional, batch_seed(tc.seed, epoch, idx))
+                      for idx in window]
             result = train_step(window, [float(len(b.x)) for b in window], step=loop["step"])
+            distributed.fault_point(loop["step"])  # tests only: SPEECHDRAW_FAULT
             loop["train_seconds"] = seconds_before + time.time() - t_start
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
@@ -235,12 +260,22 @@ def main(argv=None):
         if loop["batch"] < len(sampler):
             save()  # max_steps reached mid-epoch: remember the exact position
             break
-        val = elbo_bound(raw, valid_data, batch_size=dc.eval_batch_size, max_images=dc.max_valid,
-                         device=ctx.device, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
+        def validate(m):
+            return elbo_bound(m, valid_data, batch_size=dc.eval_batch_size, max_images=dc.max_valid,
+                              device=ctx.device, rank=ctx.dist.rank, world_size=ctx.dist.world_size)
+
+        val = validate(raw)
+        also = {}
+        if ema is not None:  # the averaged weights' bound decides best.pt; the raw one is kept for comparison
+            evaluated.load_state_dict(ema.averaged_state_dict(raw))
+            also = {"bound_raw": val["bound"]}
+            val = validate(evaluated)
         log.log(loop["step"], "val", epoch=loop["epoch"], bound=val["bound"], recon=val["recon"], kl=val["kl"],
-                bits_per_dim=val["bits_per_dim"], images=val["images"], train_minutes=loop["train_seconds"] / 60)
+                bits_per_dim=val["bits_per_dim"], images=val["images"], train_minutes=loop["train_seconds"] / 60,
+                **also)
+        which = f" with EMA weights (raw weights {also['bound_raw']:.2f})" if also else ""
         ctx.print(f"epoch {loop['epoch']} step {loop['step']}: validation bound {val['bound']:.2f} nats "
-                  f"(recon {val['recon']:.2f} + KL {val['kl']:.2f}) on {val['images']} images "
+                  f"(recon {val['recon']:.2f} + KL {val['kl']:.2f}) on {val['images']} images{which} "
                   f"({loop['train_seconds'] / 60:.1f} min of training)")
         is_best = val["bound"] < loop["best"]
         loop["best"] = min(loop["best"], val["bound"])
@@ -251,11 +286,13 @@ def main(argv=None):
     best_path = ctx.ckpt.dir / "best.pt"
     if ctx.dist.is_main and best_path.is_file():
         state = load_checkpoint(best_path)
-        out = save_release(ctx.run_dir / "release", state["model"], asdict(mc), kind="draw", metrics={
+        weights, which = checkpoint_weights(state)  # the EMA average when the run kept one: what validation scored
+        out = save_release(ctx.run_dir / "release", weights, asdict(mc), kind="draw", metrics={
             "valid_bound": state["loop"]["best"], "epoch": state["loop"]["epoch"] - 1, "step": state["loop"]["step"],
-            "train_minutes": state["loop"]["train_seconds"] / 60, "train_steps_total": loop["step"]},
+            "train_minutes": state["loop"]["train_seconds"] / 60, "train_steps_total": loop["step"], "weights": which},
             extra={"data": asdict(source), "train": {"lr": tc.lr, "batch_size": dc.batch_size,
-                                                     "clip_norm": tc.clip_norm, "epochs": tc.epochs}})
+                                                     "clip_norm": tc.clip_norm, "epochs": tc.epochs,
+                                                     "lr_decay": tc.lr_decay, "ema_decay": tc.ema_decay}})
         log.plot()
         ctx.print(f"done: step {loop['step']}, best validation bound {loop['best']:.2f} nats, "
                   f"{loop['train_seconds'] / 60:.1f} min of training, skipped steps {train_step.nonfinite_skips}; "

@@ -2,12 +2,20 @@
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; we use gloo on CPU and nccl on CUDA. Everything here also works in a
 plain single process (world size 1) without initialising a process group, so recipes call these unconditionally.
+
+A rank that dies or hangs must not leave the others waiting forever: a rank that dies closes its connections, and the
+others' next collective fails at once (gloo: "Connection closed by peer"); torchrun then stops the whole job. A rank
+that hangs is caught by the process group's timeout (`--train.dist_timeout` minutes): the others' collective raises,
+and torchrun stops the job. `fault_point` lets tests kill or freeze one rank at a chosen step
+(SPEECHDRAW_FAULT=crash:RANK:STEP or hang:RANK:STEP).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -38,15 +46,31 @@ def dist_info_from_env() -> DistInfo:
     )
 
 
-def init_distributed(device: torch.device, info: DistInfo | None = None) -> DistInfo:
-    """Initialise the default process group when launched by torchrun with more than one process."""
+def init_distributed(device: torch.device, info: DistInfo | None = None, *,
+                     timeout_minutes: float = 10.0) -> DistInfo:
+    """Initialise the default process group when launched by torchrun with more than one process; every collective
+    raises after waiting `timeout_minutes` for a rank that does not arrive."""
     info = info or dist_info_from_env()
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         kwargs = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size,
-                                timeout=datetime.timedelta(minutes=30), **kwargs)
+                                timeout=datetime.timedelta(minutes=timeout_minutes), **kwargs)
     return info
+
+
+def fault_point(step: int) -> None:
+    """For tests: SPEECHDRAW_FAULT=crash:RANK:STEP ends rank RANK abruptly after optimiser step STEP (no clean-up, as
+    an out-of-memory kill would); hang:RANK:STEP freezes it there. Does nothing otherwise."""
+    kind, _, where = os.environ.get("SPEECHDRAW_FAULT", "").partition(":")
+    if kind not in ("crash", "hang") or where != f"{dist_info_from_env().rank}:{step}":
+        return
+    verb = {"crash": "crashes", "hang": "hangs"}[kind]
+    print(f"SPEECHDRAW_FAULT: rank {where.split(':')[0]} {verb} after step {step}", file=sys.stderr, flush=True)
+    if kind == "crash":
+        os._exit(3)
+    while True:
+        time.sleep(60)
 
 
 def cleanup() -> None:

@@ -55,6 +55,8 @@ class TrainConfig:
     ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights for eval/release (0: off)"})
     tensorboard: bool = field(default=False, metadata={"help": "also write TensorBoard logs (needs tensorboard)"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader worker processes"})
+    dist_timeout: float = field(default=10.0, metadata={"help": "minutes a collective waits for a missing rank "
+                                                                "before every rank stops with an error (torchrun)"})
 
     def __post_init__(self):
         if self.precision not in ("fp32", "bf16", "fp16"):
@@ -100,7 +102,7 @@ class RunContext:
 def setup_run(cfg: TrainConfig, full_config=None) -> RunContext:
     info = distributed.dist_info_from_env()
     device = select_device(cfg.device, info.local_rank)
-    distributed.init_distributed(device, info)
+    distributed.init_distributed(device, info, timeout_minutes=cfg.dist_timeout)
     if cfg.deterministic:
         set_deterministic(True)
     seed_everything(cfg.seed, info.rank)

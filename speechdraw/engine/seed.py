@@ -1,13 +1,19 @@
 """Seeds and determinism.
 
-Each rank seeds with `seed + rank` so dropout and augmentation differ between ranks, while the data order comes from
-the sampler, which is a pure function of (seed, epoch, rank) and never touches these generators.
+Each rank seeds with `seed + rank`, while the data order comes from the sampler, which is a pure function of
+(seed, epoch, rank) and never touches these generators. A training batch's own randomness (SpecAugment masks, VTLP,
+speed, dropout, DRAW's noise) is drawn under `seeded(batch_seed(seed, epoch, its items))`: a function of the batch,
+not of the rank that trains it, so a W-rank run takes the same steps as one process with W-fold accumulation, and a
+resumed run the same as an uninterrupted one whatever the world size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -18,6 +24,26 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.manual_seed(s)  # seeds CUDA generators too
+
+
+def batch_seed(seed: int, epoch: int, items: Iterable[int]) -> int:
+    """A batch's seed: a hash of (seed, epoch, its item indices), the same on every rank and in every world size."""
+    key = f"{seed}:{epoch}:" + ",".join(str(int(i)) for i in items)
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1  # < 2**63
+
+
+@contextmanager
+def seeded(seed: int | None, device: torch.device | str | None = None) -> Iterator[None]:
+    """Run the block with torch's generators seeded with `seed` (the CPU one, and `device`'s when it is a GPU), then
+    put the previous states back. A no-op for seed None."""
+    if seed is None:
+        yield
+        return
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda" if cuda else None):
+        torch.manual_seed(seed)
+        yield
 
 
 def set_deterministic(enabled: bool = True) -> None:
