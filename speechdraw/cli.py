@@ -24,6 +24,8 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
      "list, describe, download (pull), locate and remove models by name"),
     ("sample", "speechdraw.draw.sample_cmd:add_arguments", "speechdraw.draw.sample_cmd:run",
      "draw images with a trained DRAW model: PNG grid, GIF of the glimpses, reconstructions"),
+    ("serve", "speechdraw.serve_cmd:add_arguments", "speechdraw.serve_cmd:run",
+     "a web page on 127.0.0.1: upload or record audio for its transcript and subtitles, draw digits with DRAW"),
     ("transcribe", "speechdraw.asr.transcribe_cmd:add_arguments", "speechdraw.asr.transcribe_cmd:run",
      "transcribe audio with a speech release: text, JSON, SRT, VTT or TSV with word timings and confidences"),
 ]
