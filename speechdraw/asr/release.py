@@ -34,6 +34,7 @@ from speechdraw.asr.features import FeatureConfig, FeatureExtractor, FeatureStat
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig
 from speechdraw.asr.text import TokenSet, token_set
 from speechdraw.engine.config import from_dict, to_dict
+from speechdraw.engine.ema import checkpoint_weights
 from speechdraw.engine.release import ReleaseError, load_release, save_release
 
 KIND = "asr"
@@ -234,20 +235,6 @@ def add_decoder(release_dir: str | os.PathLike, cfg: BeamConfig, *, base_dir: st
     tmp = replace(cfg, **files).save(out / (DECODER_FILE + ".tmp"))
     os.replace(tmp, out / DECODER_FILE)
     return out / DECODER_FILE
-
-
-def checkpoint_weights(state: dict, weights: str = "auto") -> tuple[dict, str]:
-    """The model weights of a resume checkpoint: "ema" (its EMA average), "model" (the raw weights) or "auto" (EMA
-    when the run kept one). Returns (state dict, which)."""
-    if weights not in ("auto", "ema", "model"):
-        raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
-    ema = state.get("ema")
-    if weights == "ema" and ema is None:
-        raise ValueError("this checkpoint holds no EMA weights (the run had train.ema_decay 0)")
-    if weights == "model" or ema is None:
-        return dict(state["model"]), "model"
-    shadow = ema["shadow"]
-    return {k: (shadow[k].to(v.dtype) if k in shadow else v) for k, v in state["model"].items()}, "ema"
 
 
 def export_checkpoint(state: dict, out_dir: str | os.PathLike, *, weights: str = "auto",

@@ -36,3 +36,17 @@ class EMA:
         """The model's state dict with averaged floating-point entries (cast back to their dtypes)."""
         return {k: (self.shadow[k].to(v.dtype) if k in self.shadow else v).detach().clone()
                 for k, v in model.state_dict().items()}
+
+
+def checkpoint_weights(state: dict, weights: str = "auto") -> tuple[dict, str]:
+    """The model weights of a resume checkpoint (engine/run.py's checkpoint_state): "ema" (its EMA average), "model"
+    (the raw weights) or "auto" (EMA when the run kept one). Returns (state dict, which)."""
+    if weights not in ("auto", "ema", "model"):
+        raise ValueError(f"weights must be auto, ema or model, got {weights!r}")
+    ema = state.get("ema")
+    if weights == "ema" and ema is None:
+        raise ValueError("this checkpoint holds no EMA weights (the run had train.ema_decay 0)")
+    if weights == "model" or ema is None:
+        return dict(state["model"]), "model"
+    shadow = ema["shadow"]
+    return {k: (shadow[k].to(v.dtype) if k in shadow else v) for k, v in state["model"].items()}, "ema"
