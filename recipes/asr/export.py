@@ -23,6 +23,13 @@ and how to train a better one. --release archives an existing release as it is:
     python recipes/asr/export.py --release ~/speechdraw-runs/asr-v45/release --archive models/asr-en-synth.tar.gz \
         --record bench/results/asr_quality.json --record bench/results/asr_decode.json --registry models/registry.json
     speechdraw models pull models/asr-en-synth.tar.gz && speechdraw transcribe talk.wav --model asr-en-synth
+
+With --onnx the release also gets model.onnx, the acoustic model for onnxruntime (needs speechdraw[onnx]; with
+--archive it goes into the archive too). The graph takes normalised log-mel features, which PyTorch computes before it
+(speechdraw/asr/onnx.py says what is in it and why):
+
+    python recipes/asr/export.py --release ~/speechdraw-runs/asr-cpu/release --onnx
+    speechdraw transcribe talk.wav --model ~/speechdraw-runs/asr-cpu/release --backend onnxruntime
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import sys
 from pathlib import Path
 
 from speechdraw.asr.beam import BeamConfig
+from speechdraw.asr.onnx import export_onnx
 from speechdraw.asr.release import add_decoder, export_checkpoint, load_speech_release
 from speechdraw.engine.checkpoint import CheckpointManager, load_checkpoint
 from speechdraw.models import ModelError, add_archive_arguments, archive_from_args
@@ -94,13 +102,18 @@ def main(argv=None) -> Path:
     ap.add_argument("--lexicon", default=None, help="with --decoder: this lexicon instead of the one it names "
                     "('' for lexicon-free)")
     ap.add_argument("--rnnlm", default=None, help="LSTM LM release directory for N-best rescoring (default: none)")
+    ap.add_argument("--onnx", action="store_true", help="also write model.onnx into the release, the acoustic model "
+                    "for `speechdraw transcribe --backend onnxruntime` (needs speechdraw[onnx])")
     add_archive_arguments(ap, CARD)
     args = ap.parse_args(argv)
     if args.release:
-        if args.out or args.decoder or not args.archive:
-            ap.error("--release takes an existing release as it is: give --archive, not --out or --decoder")
-        load_speech_release(args.release)  # refuse what inference could not load
-        archive_from_args(args, args.release, FIGURES, headline)
+        if args.out or args.decoder or not (args.archive or args.onnx):
+            ap.error("--release takes an existing release as it is: give --archive or --onnx, not --out or --decoder")
+        asr = load_speech_release(args.release)  # refuse what inference could not load
+        if args.onnx:
+            print(f"wrote {export_onnx(asr)}")
+        if args.archive:
+            archive_from_args(args, args.release, FIGURES, headline)
         return Path(args.release)
     if not args.out:
         ap.error("--out is required with --checkpoint or --run")
@@ -133,6 +146,8 @@ def main(argv=None) -> Path:
         print(f"beam search: {asr.beam_config.mode}, lm_weight {asr.beam_config.lm_weight}, word_score "
               f"{asr.beam_config.word_score}, sil_score {asr.beam_config.sil_score}; rescoring "
               f"{'weight ' + str(asr.beam_config.rescore_weight) if asr.rescorer_dir else 'none'}")
+    if args.onnx:
+        print(f"wrote {export_onnx(asr)}")
     if args.archive:
         archive_from_args(args, out, FIGURES, headline)
     return out
@@ -141,5 +156,5 @@ def main(argv=None) -> Path:
 if __name__ == "__main__":
     try:
         main(sys.argv[1:])
-    except ModelError as e:
+    except (ModelError, ValueError) as e:  # ValueError: e.g. --onnx without onnx installed
         raise SystemExit(f"recipes/asr/export.py: error: {e}") from e

@@ -99,9 +99,8 @@ class AcousticModel(nn.Module):
         k = self.cfg.stack
         valid = torch.arange(T, device=feats.device)[None, :] < lens.to(feats.device)[:, None]
         x = feats * valid[:, :, None]  # stacked frames must not depend on what pads the batch
-        pad = -T % k
-        if pad:
-            x = nn.functional.pad(x, (0, 0, 0, pad))
+        pad = -T % k  # always padded (by 0 too): an ONNX export traces this for every length, not one branch
+        x = nn.functional.pad(x, (0, 0, 0, pad))
         x = x.reshape(B, (T + pad) // k, k * F)  # (B, T', k*F): frames t*k .. t*k+k-1 side by side
         out_lens = (lens.to(feats.device) + k - 1) // k  # (B,)
         mask = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lens[:, None])[:, :, None]  # (B, T', 1)

@@ -39,6 +39,7 @@ import torch
 from speechdraw.asr.audio import AudioError
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, read_hotwords
 from speechdraw.asr.decode import greedy_decode, word_alignments
+from speechdraw.asr.onnx import BACKENDS, OnnxAcousticModel
 from speechdraw.asr.release import SpeechModel, load_speech_release
 from speechdraw.asr.segment import Chunk, SegmentConfig, split_at_silences
 from speechdraw.asr.stream import stream_array, stream_audio
@@ -89,6 +90,7 @@ class Transcriber:
     beam           beam size; nbest: alternatives kept per chunk (beam search when > 1)
     rescore_lm     LSTM-LM release directory: re-rank the beam's N-best list (weight: rescore_weight)
     batch_size     chunks per forward pass of the acoustic model
+    backend        "torch", or "onnxruntime": the release's model.onnx on the CPU (speechdraw.asr.onnx)
     segment        how audio is cut into chunks (SegmentConfig); cues: subtitle limits (CueLimits)
     hotwords       word or phrase -> bonus, or a hotwords file (speechdraw.asr.beam.read_hotwords): lexicon beam search
                    favours them, adding the missing ones to the lexicon
@@ -100,7 +102,11 @@ class Transcriber:
                  nbest: int = 1, rescore_lm: str | os.PathLike | None = None, rescore_weight: float | None = None,
                  greedy: bool = False, batch_size: int = 8, segment: SegmentConfig | None = None,
                  cues: CueLimits | None = None, block_seconds: float = 30.0,
-                 hotwords: dict[str, float] | str | os.PathLike | None = None):
+                 hotwords: dict[str, float] | str | os.PathLike | None = None, backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "onnxruntime" and str(device) == "auto":
+            device = "cpu"  # onnxruntime runs on the CPU here
         if batch_size < 1 or nbest < 1 or (beam is not None and beam < 1):
             raise ValueError("batch_size, nbest and beam must be >= 1")
         self.device = resolve_device(device)
@@ -109,6 +115,7 @@ class Transcriber:
             self.device = model.device
         else:
             self.asr = load_speech_release(model, self.device)
+        self.onnx = OnnxAcousticModel(self.asr) if backend == "onnxruntime" else None  # None: PyTorch
         self.sample_rate = self.asr.feature_config.sample_rate
         self.batch_size, self.nbest = batch_size, nbest
         self.segment = segment or SegmentConfig(sample_rate=self.sample_rate)
@@ -257,7 +264,8 @@ class Transcriber:
 
     @torch.no_grad()
     def _decode(self, batch: list[tuple[_File, Chunk]]) -> None:
-        log_probs, lens = self.asr.log_probs([torch.from_numpy(c.wave) for _, c in batch])  # (B, T, V), (B,)
+        acoustic = self.onnx or self.asr
+        log_probs, lens = acoustic.log_probs([torch.from_numpy(c.wave) for _, c in batch])  # (B, T, V), (B,)
         log_probs, lens = log_probs.float().cpu(), lens.cpu()
         if self.decoder is None:
             ranked = [[(h, h.score, None)] for h in greedy_decode(log_probs, lens, self.asr.tokens)]

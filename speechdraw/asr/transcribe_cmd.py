@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="txt", choices=FORMAT_CHOICES, help="output format (default: txt)")
     p.add_argument("--output-dir", help="write one file per input and format here (default: print to stdout)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="run the acoustic model in PyTorch, or the release's model.onnx in onnxruntime on the CPU "
+                        "(recipes/asr/export.py --onnx; needs speechdraw[onnx]) (default: torch)")
     p.add_argument("--batch-size", type=int, default=8, help="audio chunks per forward pass (default: 8)")
     p.add_argument("--max-chunk", type=float, default=20.0,
                    help="longest stretch of audio fed to the model at once, seconds (default: 20)")
@@ -144,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
                          segment=SegmentConfig(max_chunk=args.max_chunk), hotwords=args.hotwords,
+                         backend=args.backend,
                          cues=CueLimits(max_chars=args.max_line_width, max_lines=args.max_line_count,
                                         max_duration=args.max_cue_seconds))
     except (ReleaseError, OSError, ValueError) as e:  # a bad --model, --lm, --lexicon, --device ...: one line
