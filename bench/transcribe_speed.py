@@ -1,5 +1,7 @@
 """Transcription speed on this machine: real-time factor (processing seconds per audio second, lower is faster) of
-greedy and beam search + n-gram LM decoding, batch 1 and batched, and the peak memory for a 1-hour file.
+greedy and beam search + n-gram LM decoding, batch 1 and batched, and the peak memory for a 1-hour file. Greedy runs
+twice, with the acoustic model in PyTorch and as ONNX in onnxruntime (a copy of the release given model.onnx as
+recipes/asr/export.py --onnx writes it; skipped without speechdraw[onnx]), both with --threads threads.
 
 The audio is synthesized: a few dozen sentences spoken by espeak-ng, placed between 0.6-1.6 s pauses over a faint
 noise floor and repeated until the wanted length, written block by block as 16 kHz FLAC. The LM is a character
@@ -17,6 +19,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: no spinning against other processes
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -34,6 +38,8 @@ from record import parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.audio import resample  # noqa: E402
 from speechdraw.asr.lm.ngram import NGramConfig, train_ngram  # noqa: E402
+from speechdraw.asr.onnx import export_onnx  # noqa: E402
+from speechdraw.asr.release import load_speech_release  # noqa: E402
 from speechdraw.asr.transcribe import Transcriber  # noqa: E402
 
 SR = 16_000
@@ -115,12 +121,20 @@ def main() -> None:
                          "batch_size": args.batch_size, "beam": args.beam, "lm": Path(lm).name,
                          "load_average_start": os.getloadavg()[0]}
         seconds = args.minutes * 60
-        for name, kw in [("greedy", {}), ("beam_lm", {"lm": lm, "lexicon": lexicon, "beam": args.beam})]:
+        runs = [("greedy", args.model, {}), ("beam_lm", args.model, {"lm": lm, "lexicon": lexicon, "beam": args.beam})]
+        if all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+            onnx_release = shutil.copytree(args.model, tmp / "release-onnx")
+            export_onnx(load_speech_release(onnx_release))
+            runs.insert(1, ("greedy_onnxruntime", onnx_release, {"backend": "onnxruntime"}))
+        for name, model, kw in runs:
             for bs in (1, args.batch_size):
-                tr = Transcriber(args.model, device="cpu", batch_size=bs, **kw)
+                tr = Transcriber(model, device="cpu", batch_size=bs, **kw)
                 tr.transcribe_array(waves[0], SR)  # warm-up
                 figures[f"rtf_{name}_batch{bs}"] = round(rtf(tr, rtf_file, seconds), 5)
                 print(name, bs, figures[f"rtf_{name}_batch{bs}"], flush=True)
+                if name == "greedy_onnxruntime":  # > 1: onnxruntime is faster
+                    figures[f"onnxruntime_speedup_batch{bs}"] = round(figures[f"rtf_greedy_batch{bs}"] /
+                                                                      figures[f"rtf_{name}_batch{bs}"], 3)
 
         for label, minutes in (("2min", 2.0), ("hour", args.hour_minutes)):
             path = tmp / f"{label}.flac"
@@ -139,7 +153,9 @@ def main() -> None:
     write_record(args.name, figures, allow_dirty=args.allow_dirty,
                  title="Transcription speed and memory (speechdraw transcribe)",
                  notes="RTF = processing seconds / audio seconds, whole pipeline (decode file, segment, features, "
-                       "model, decoder, word alignment). Peak RSS of a fresh process transcribing the file; a "
+                       "model, decoder, word alignment); greedy_onnxruntime: the acoustic model in onnxruntime "
+                       "(features still in PyTorch), onnxruntime_speedup = PyTorch RTF / onnxruntime RTF. Peak RSS of "
+                       "a fresh process transcribing the file; a "
                        "background training run shares the CPU (see load averages).")
 
 
