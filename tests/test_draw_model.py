@@ -319,3 +319,48 @@ def test_bf16_autocast_runs_the_gemms_in_bf16_and_keeps_the_state_in_fp32():
     assert drawn.canvases.dtype == torch.float32  # under plain autocast the write's bmm would make it bf16
     torch.testing.assert_close(drawn.images, model.generate(4, generator=torch.Generator().manual_seed(0)).images,
                                atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("kernel", ["blas", "onednn"])
+def test_gemm_kernels_compute_bias_plus_a_times_w_transposed(kernel, monkeypatch):
+    from speechdraw.draw import gemm
+
+    monkeypatch.setenv("SPEECHDRAW_GEMM", kernel)
+    if kernel == "onednn" and not gemm._usable(torch.float32, torch.device("cpu")):
+        pytest.skip("this torch has no oneDNN")
+    assert gemm.choose(torch.float32, torch.device("cpu"), 7, 13, 5) == kernel
+    torch.manual_seed(0)
+    a, w = torch.randn(7, 13), torch.randn(5, 13)
+    bias, per_row = torch.randn(5), torch.randn(7, 5)
+    exact = a.double() @ w.double().t()
+    torch.testing.assert_close(gemm.linear(a, w).double(), exact, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gemm.linear(a, w, bias).double(), exact + bias.double(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gemm.linear(a, w, per_row).double(), exact + per_row.double(), rtol=1e-5, atol=1e-5)
+    # transposed operands (the weight-gradient GEMM reads G^T and X^T views)
+    torch.testing.assert_close(gemm.linear(a.t().contiguous().t(), w.t().contiguous().t()).double(), exact,
+                               rtol=1e-5, atol=1e-5)
+    # bf16 operands, fp32 bias: the result is fp32 and rounds like a bf16 GEMM
+    out = gemm.linear(a.bfloat16(), w.bfloat16(), bias)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), exact + bias.double(), rtol=0.05, atol=0.1)
+
+
+@pytest.mark.parametrize("kernel", ["blas", "onednn"])
+def test_each_gemm_kernel_gives_the_reference_loss_and_gradients_in_fp32(kernel, monkeypatch):
+    monkeypatch.setenv("SPEECHDRAW_GEMM", kernel)
+    cfg = tiny_config(num_classes=3)
+    model = calm_model(cfg, seed=4)
+    ref = reference_module().ReferenceDraw(cfg)
+    ref.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(5)
+    x = (torch.rand(6, *cfg.image_shape) < 0.3).float()
+    eps = torch.randn(cfg.steps, 6, cfg.z_size)
+    labels = torch.randint(0, 3, (6,))
+    out = model(x, labels, eps=eps)
+    recon, kl, _ = ref(x, labels, eps=eps)
+    torch.testing.assert_close(out.nll_bound, recon + kl, rtol=1e-5, atol=1e-4)
+    out.nll_bound.sum().backward()
+    (recon + kl).sum().backward()
+    ref_params = dict(ref.named_parameters())
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref_params[name].grad, rtol=1e-4, atol=1e-5, msg=name)

@@ -23,6 +23,8 @@ CPU, where a glimpse's many small ops cost more in dispatch and autograd bookkee
 - an LSTM step, a read and a write are one autograd node each, with hand-derived backward passes (attention.py);
 - each weight's gradient is one large GEMM over all T glimpses at the end of backward (SharedLinear), instead of T
   skinny ones accumulated one by one.
+- every GEMM outside autograd runs on the kernel (MKL or oneDNN) gemm.py measured fastest for its shape on this CPU
+  (on AMD CPUs with AVX-512, MKL's fp32 path is AVX2-only and oneDNN's is 2-4x faster);
 - under autocast (the engine's --train.precision bf16) only the GEMM operands go to bf16 (3-4x faster GEMMs on a CPU
   with AVX512-BF16); LSTM cell states, attention and the canvas, a sum of T writes, stay fp32 (see _precision).
 tests/test_draw_model.py checks values and gradients against the straightforward version in bench/draw_speed.py.
@@ -31,6 +33,7 @@ tests/test_draw_model.py checks values and gradients against the straightforward
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import weakref
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from speechdraw.draw import attention
+from speechdraw.draw import attention, gemm
 from speechdraw.draw.attention import AttentionHead, Window
 
 LIKELIHOODS = ("bernoulli", "logistic")
@@ -199,6 +202,11 @@ class _Stash:
         self.filled = [False] * steps  # glimpses whose backward has written G[t]
         self.count = 0  # glimpses run so far
 
+    @functools.cached_property
+    def w_rows(self) -> Tensor:
+        """(K, N) self.w made contiguous once per batch: the layout the input-gradient GEMMs read fastest."""
+        return self.w.contiguous()
+
 
 class _SharedWeightGate(torch.autograd.Function):
     """Identity on (weight_t, bias) whose backward computes their gradients for all glimpses at once.
@@ -226,7 +234,7 @@ class _SharedWeightGate(torch.autograd.Function):
         x = stash.x[:t].reshape(-1, stash.x.shape[2])  # (T B, K)
         g = stash.g[:t].reshape(-1, stash.g.shape[2])  # (T B, N)
         dtype = ctx.weight_dtype
-        grad_w_t = torch.mm(g.t(), x).t().to(dtype)  # (K, N), laid out as the transposed view it is the gradient of
+        grad_w_t = gemm.linear(g.t(), x.t()).t().to(dtype)  # (K, N), laid out as the transposed view it is the grad of
         grad_b = stash.g[:t].sum(0, dtype=dtype) if ctx.per_image_bias else g.sum(0, dtype=dtype)
         return grad_w_t, grad_b, None
 
@@ -249,7 +257,7 @@ class _GlimpseLinear(torch.autograd.Function):
         stash, t = ctx.stash, ctx.t
         stash.g[t].copy_(grad)
         stash.filled[t] = True
-        return (None, None, None, *_split_input_grad(ctx, stash.g[t], stash.w, grad.dtype))
+        return (None, None, None, *_split_input_grad(ctx, stash.g[t], stash.w_rows, grad.dtype))
 
 
 class _GlimpseLSTM(torch.autograd.Function):
@@ -303,7 +311,7 @@ class _GlimpseLSTM(torch.autograd.Function):
         if not same:
             dgates = stash.g[t].copy_(dgates)
         stash.filled[t] = True
-        return (dc * f, None, None, None, *_split_input_grad(ctx, dgates, stash.w, dc.dtype))
+        return (dc * f, None, None, None, *_split_input_grad(ctx, dgates, stash.w_rows, dc.dtype))
 
 
 def _stash_input(stash: _Stash, t: int, parts: tuple[Tensor, ...]) -> Tensor:
@@ -322,7 +330,9 @@ def _stash_input(stash: _Stash, t: int, parts: tuple[Tensor, ...]) -> Tensor:
 
 def _matmul_bias(x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
     """bias + x @ w in bias's dtype: one addmm when the operands share it, else the GEMM in the operands' dtype (bf16)
-    and the bias added in full precision."""
+    and the bias added in full precision. Outside autograd through the kernel gemm.py measured fastest on this CPU."""
+    if not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or bias.requires_grad)):
+        return gemm.linear(x, w.t(), bias)
     if x.dtype == bias.dtype:
         return torch.addmm(bias, x, w)
     return torch.mm(x, w).to(bias.dtype).add_(bias)
@@ -333,7 +343,7 @@ def _split_input_grad(ctx, grad_out: Tensor, w: Tensor, dtype: torch.dtype) -> l
     needs = ctx.needs_input_grad[-len(ctx.widths):]
     if not any(needs):
         return [None] * len(needs)
-    grad_x = torch.mm(grad_out, w.t()).to(dtype)
+    grad_x = gemm.linear(grad_out, w).to(dtype)
     return [gp if need else None for gp, need in zip(grad_x.split(ctx.widths, dim=1), needs)]
 
 
