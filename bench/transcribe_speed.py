@@ -68,7 +68,8 @@ def speak_all(tmp: Path) -> list[np.ndarray]:
 
     waves = []
     for i, text in enumerate(SENTENCES):
-        samples, sr = synth_speech.speak("en-us", "m3", 170, 50, text, tmp / f"s{i}.wav")
+        utt = synth_speech.Utterance(f"bench-{i}", "test", text, "en-us", "m3", 170, 50)
+        samples, sr = synth_speech.speak(utt, tmp / f"s{i}.wav")
         w = resample(torch.from_numpy(samples), sr, SR).numpy()
         db = 10 * np.log10(np.maximum(np.square(w[:len(w) // 160 * 160]).reshape(-1, 160).mean(1), 1e-10))
         speech = np.flatnonzero(db > -55)
