@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= outputs/demo
 # espeak-ng speaks the synthetic-speech corpus (tests, demo); sox is not needed.
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k chromium chromium-driver
 
 .PHONY: demo asr-demo draw-demo example-demo test install system-deps lint bench benchmarks-md clean
 
