@@ -182,3 +182,50 @@ def test_resume_mid_run_repeats_the_same_losses(tmp_path):
     b = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "b")]
     assert len(a) == 9 and a == b
     assert read_metrics(tmp_path / "a", "val")[0]["bound"] == read_metrics(tmp_path / "b", "val")[0]["bound"]
+
+
+def test_ema_weights_are_validated_resumed_and_released(tmp_path, mnist):
+    """--train.ema_decay: validation scores the averaged weights (the raw ones' bound logged beside), best.pt is chosen
+    by them, the release holds them, and a run stopped at step 4 and resumed to 9 validates exactly as an
+    uninterrupted one (the EMA state travels in the checkpoint)."""
+    require(MNIST_DIR)
+    common = [TRAIN, "--preset", "tiny", "--data.max_train", "300", "--data.max_valid", "100",
+              "--data.batch_size", "50", "--train.epochs", "2", "--train.ema_decay", "0.9"]
+    run_script([*common, "--train.run_dir", str(tmp_path / "a"), "--train.max_steps", "9"])
+    run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "4"])
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "b"), "--train.max_steps", "9",
+                       "--train.resume", "auto"])
+    assert "at step 4" in proc.stderr and "with EMA weights (raw weights" in proc.stderr
+    (val,) = read_metrics(tmp_path / "a", "val")  # epoch 0 ends at step 6
+    (resumed,) = read_metrics(tmp_path / "b", "val")
+    # Equal to float rounding (a restarted EMA, averaged from step 4 on, differs by whole nats at decay 0.9).
+    assert resumed["bound"] == pytest.approx(val["bound"], abs=1e-4)
+    assert resumed["bound_raw"] == pytest.approx(val["bound_raw"], abs=1e-4)
+    assert abs(val["bound"] - val["bound_raw"]) > 0.01  # two different sets of weights were scored
+
+    best = safe_load(tmp_path / "a" / "checkpoints" / "best.pt")
+    released = safe_load(tmp_path / "a" / "release" / "model.pt")
+    shadow = best["ema"]["shadow"]
+    assert set(released) == set(best["model"])
+    assert all(torch.equal(released[k], shadow[k].to(v.dtype)) for k, v in best["model"].items() if k in shadow)
+    assert any(not torch.equal(released[k], best["model"][k]) for k in shadow)
+    config = json.loads((tmp_path / "a" / "release" / "config.json").read_text())
+    assert config["metrics"]["weights"] == "ema" and config["train"]["ema_decay"] == 0.9
+    model, _ = load_draw(tmp_path / "a" / "release")
+    with threads(1):
+        again = elbo_bound(model, mnist.valid, max_images=100)
+    assert again["bound"] == pytest.approx(val["bound"], abs=1e-3)  # the release scores what validation logged
+
+
+def test_dynamic_binarisation_of_the_larochelle_npz_is_refused(tmp_path):
+    """The npz has no grey counterparts to re-draw (its splits are a shuffled pick of MNIST's training digits):
+    --data.binarization dynamic with --data.binarized_npz stops with exit status 2 before writing anything."""
+    npz = tmp_path / "toy.npz"
+    zeros = np.zeros((4, 784), np.float32)
+    np.savez(npz, X_train=zeros, X_valid=zeros, X_test=zeros)
+    run = tmp_path / "run"
+    proc = run_script([TRAIN, "--preset", "tiny", "--data.binarized_npz", str(npz), "--data.binarization", "dynamic",
+                       "--train.run_dir", str(run)], check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert str(npz) in proc.stderr and "--data.root" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not run.exists()
