@@ -8,7 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= outputs/demo
-# espeak-ng speaks the synthetic-speech corpus (tests, demo); sox is not needed.
+# espeak-ng, flite, festival (+ its kal voice) speak the synthetic-speech corpus (tests, demo); chromium and its
+# driver run the web page test. Checked with dpkg -s: a package name is not always a command (festvox-kallpc16k).
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k chromium chromium-driver
 
 .PHONY: demo asr-demo draw-demo example-demo test install system-deps lint bench benchmarks-md clean
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
