@@ -44,17 +44,9 @@ from speechdraw.asr.release import SpeechModel, load_speech_release
 from speechdraw.asr.segment import Chunk, SegmentConfig, split_at_silences
 from speechdraw.asr.stream import stream_array, stream_audio
 from speechdraw.asr.transcript import Alternative, CueLimits, NBest, Transcript, Word, make_segments
+from speechdraw.engine.device import inference_precision, resolve_device  # noqa: F401 (re-exported)
 
 Progress = Callable[[float], None]  # called with seconds of audio read since the last call
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: CUDA is not available on this machine")
-    return device
 
 
 def model_name(asr: SpeechModel) -> str:
@@ -92,6 +84,7 @@ class Transcriber:
     batch_size     chunks per forward pass of the acoustic model
     backend        "torch", or "onnxruntime": the release's model.onnx on the CPU (speechdraw.asr.onnx)
     segment        how audio is cut into chunks (SegmentConfig); cues: subtitle limits (CueLimits)
+    precision      "fp32", "bf16" (CPU, or a GPU that has it) or "fp16" (CUDA): autocast for the acoustic model
     hotwords       word or phrase -> bonus, or a hotwords file (speechdraw.asr.beam.read_hotwords): lexicon beam search
                    favours them, adding the missing ones to the lexicon
     """
@@ -102,7 +95,8 @@ class Transcriber:
                  nbest: int = 1, rescore_lm: str | os.PathLike | None = None, rescore_weight: float | None = None,
                  greedy: bool = False, batch_size: int = 8, segment: SegmentConfig | None = None,
                  cues: CueLimits | None = None, block_seconds: float = 30.0,
-                 hotwords: dict[str, float] | str | os.PathLike | None = None, backend: str = "torch"):
+                 hotwords: dict[str, float] | str | os.PathLike | None = None, precision: str = "fp32",
+                 backend: str = "torch"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "onnxruntime" and str(device) == "auto":
@@ -116,6 +110,7 @@ class Transcriber:
         else:
             self.asr = load_speech_release(model, self.device)
         self.onnx = OnnxAcousticModel(self.asr) if backend == "onnxruntime" else None  # None: PyTorch
+        self.precision = inference_precision(precision, self.device)
         self.sample_rate = self.asr.feature_config.sample_rate
         self.batch_size, self.nbest = batch_size, nbest
         self.segment = segment or SegmentConfig(sample_rate=self.sample_rate)
@@ -265,7 +260,8 @@ class Transcriber:
     @torch.no_grad()
     def _decode(self, batch: list[tuple[_File, Chunk]]) -> None:
         acoustic = self.onnx or self.asr
-        log_probs, lens = acoustic.log_probs([torch.from_numpy(c.wave) for _, c in batch])  # (B, T, V), (B,)
+        with self.precision.autocast():  # the features inside run in fp32 whatever the precision
+            log_probs, lens = acoustic.log_probs([torch.from_numpy(c.wave) for _, c in batch])  # (B, T, V), (B,)
         log_probs, lens = log_probs.float().cpu(), lens.cpu()
         if self.decoder is None:
             ranked = [[(h, h.score, None)] for h in greedy_decode(log_probs, lens, self.asr.tokens)]

@@ -64,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="txt", choices=FORMAT_CHOICES, help="output format (default: txt)")
     p.add_argument("--output-dir", help="write one file per input and format here (default: print to stdout)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_threads_precision(p)
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="run the acoustic model in PyTorch, or the release's model.onnx in onnxruntime on the CPU "
                         "(recipes/asr/export.py --onnx; needs speechdraw[onnx]) (default: torch)")
@@ -77,6 +78,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="subtitles: word-level karaoke, each word underlined while it is spoken (as whisper does)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar; the summary line only when a file failed (errors are always printed)")
+
+
+def add_threads_precision(p: argparse.ArgumentParser) -> None:
+    """--threads and --precision, as `transcribe` and `sample` take them (speechdraw.engine.device)."""
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0: the CPUs this process may use "
+                   "that are idle (affinity minus load average, at least 1) (default: 0)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="model arithmetic: bf16 on a CPU or a GPU that has it, fp16 on CUDA only (default: fp32)")
 
 
 def collect_inputs(inputs: list[str], stdin=None) -> list[Path]:
@@ -130,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.transcribe import Transcriber
     from speechdraw.asr.transcript import CueLimits
     from speechdraw.asr.writers import FORMATS, WRITERS, transcript_json
+    from speechdraw.engine.device import inference_precision, resolve_device, set_threads
     from speechdraw.engine.release import ReleaseError
     from speechdraw.models import resolve_model
 
@@ -142,11 +152,14 @@ def run(args: argparse.Namespace) -> int:
         print("speechdraw transcribe: no audio files found in the inputs", file=sys.stderr)
         return 2
     try:
+        set_threads(args.threads)
+        inference_precision(args.precision, resolve_device(args.device))  # bad arguments first, before the model
         model = resolve_model(args.model, kind="asr")  # a name, directory, archive or URL; None: the default
         tr = Transcriber(model, device=args.device, lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight,
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
                          segment=SegmentConfig(max_chunk=args.max_chunk), hotwords=args.hotwords,
+                         precision=args.precision,
                          backend=args.backend,
                          cues=CueLimits(max_chars=args.max_line_width, max_lines=args.max_line_count,
                                         max_duration=args.max_cue_seconds))

@@ -9,6 +9,8 @@ import argparse
 import sys
 import time
 
+from speechdraw.asr.transcribe_cmd import add_threads_precision  # the same --threads/--precision as transcribe
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model name (`speechdraw models list`), DRAW release directory "
@@ -31,36 +33,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                 "to read instead of the one recorded in the release")
     p.add_argument("--label", type=int, default=None, help="class to draw (class-conditional models only)")
     p.add_argument("--scale", type=int, default=2, help="PNG grid enlargement (default: 2)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default: cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default; default: 1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    add_threads_precision(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from speechdraw.draw.sample import _labels, load_draw, load_images_for, reconstruct, sample
+    from speechdraw.engine.device import inference_precision, resolve_device, set_threads
     from speechdraw.engine.release import ReleaseError
     from speechdraw.models import resolve_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        model, release = load_draw(resolve_model(args.model, kind="draw"), args.device)
+        set_threads(args.threads)
+        device = resolve_device(args.device)
+        precision = inference_precision(args.precision, device)
+        model, release = load_draw(resolve_model(args.model, kind="draw"), device)
         t0 = time.perf_counter()
-        if args.reconstruct:
-            images, labels, what = load_images_for(model, release, args.reconstruct, args.data, args.seed)
-            if args.label is not None:
-                labels = _labels(model, args.label, images.shape[0])
-            out = reconstruct(model, images, labels, seed=args.seed, out_dir=args.out, gif=args.gif,
-                              show_attention=args.show_attention, frames=args.frames, scale=args.scale)
-            bounds = out.bounds.tolist()
-            print(f"reconstructed {what}: mean negative ELBO {sum(bounds) / len(bounds):.2f} nats "
-                  f"(per image: {' '.join(f'{b:.1f}' for b in bounds[:16])}{' ...' if len(bounds) > 16 else ''})")
-        else:
-            out = sample(model, args.num, seed=args.seed, label=args.label, out_dir=args.out, gif=args.gif,
-                         show_attention=args.show_attention, frames=args.frames, scale=args.scale,
-                         gif_num=args.gif_num)
-            print(f"sampled {args.num} images in {time.perf_counter() - t0:.2f} s")
+        with precision.autocast():  # (fp32: none)
+            if args.reconstruct:
+                images, labels, what = load_images_for(model, release, args.reconstruct, args.data, args.seed)
+                if args.label is not None:
+                    labels = _labels(model, args.label, images.shape[0])
+                out = reconstruct(model, images, labels, seed=args.seed, out_dir=args.out, gif=args.gif,
+                                  show_attention=args.show_attention, frames=args.frames, scale=args.scale)
+                bounds = out.bounds.tolist()
+                print(f"reconstructed {what}: mean negative ELBO {sum(bounds) / len(bounds):.2f} nats "
+                      f"(per image: {' '.join(f'{b:.1f}' for b in bounds[:16])}{' ...' if len(bounds) > 16 else ''})")
+            else:
+                out = sample(model, args.num, seed=args.seed, label=args.label, out_dir=args.out, gif=args.gif,
+                             show_attention=args.show_attention, frames=args.frames, scale=args.scale,
+                             gif_num=args.gif_num)
+                print(f"sampled {args.num} images in {time.perf_counter() - t0:.2f} s")
     except (ReleaseError, FileNotFoundError, ValueError) as e:
         print(f"speechdraw sample: error: {e}", file=sys.stderr)
         return 2

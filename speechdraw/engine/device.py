@@ -10,6 +10,7 @@ The model's forward runs inside `precision.autocast()`; losses are computed outs
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,54 @@ def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     if name not in ("cpu", "mps"):
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     return torch.device(name)
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """select_device for the inference commands (transcribe, sample, evaluate: one default, "auto", everywhere), with
+    ValueError (a bad argument, exit status 2) instead of RuntimeError for a device this machine does not have."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    try:
+        return select_device(name)
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
+
+
+def default_threads() -> int:
+    """Intra-op threads when none are asked for: the CPUs this process may run on that are idle (its affinity mask
+    minus the 1-minute load average, rounded), at least 1. Threads beyond the idle CPUs wait for a core while the others
+    wait for them: on a 2-core machine under a load of 8, one thread ran the speech model's forward pass 3.9x faster
+    than two (/tmp measurement in the issue 17 report). On an idle machine this is every CPU the process may use, which
+    unlike torch's own default respects taskset/cgroup affinity."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cpus, round(cpus - load)))
+
+
+def set_threads(n: int = 0) -> int:
+    """torch.set_num_threads(n), or default_threads() for n = 0; returns the number set."""
+    if n < 0:
+        raise ValueError(f"--threads must be >= 0 (0: the default), got {n}")
+    n = n or default_threads()
+    torch.set_num_threads(n)
+    return n
+
+
+def inference_precision(name: str, device: torch.device) -> Precision:
+    """The Precision to run inference in on `device`; ValueError for one the device cannot run: fp16 needs CUDA (CPU
+    float16 kernels are slow or missing), bf16 needs a GPU that has it (Ampere or later) or a CPU."""
+    p = Precision(name, device)
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError(f"--precision fp16 needs a CUDA device, not {device.type} (use bf16 or fp32)")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 (use fp16 or fp32)")
+    return p
 
 
 @dataclass
