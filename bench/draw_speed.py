@@ -218,12 +218,13 @@ def step_gemms(cfg: DrawConfig, batch: int) -> list[tuple[str, int, int, int, in
     glimpse at M = batch; each weight's gradient is one GEMM over all glimpses (K = T batch). The reference runs the
     same FLOPs, its LSTM GEMMs split in two and its weight gradients in T pieces."""
     t, b = cfg.steps, batch
-    enc_in = cfg.read_size + cfg.dec_size + cfg.enc_size
+    # Without attention r_t = [x, x^_t]; the library multiplies the constant x half once per batch (into the bias).
+    enc_in = (cfg.read_size if cfg.attention else cfg.num_dims) + cfg.dec_size + cfg.enc_size
     dec_in = cfg.z_size + cfg.dec_size
-    heads = 2 * 5 + cfg.patch_size
+    heads = cfg.patch_size + (2 * 5 if cfg.attention else 0)
     maps = {"encoder": (enc_in, 4 * cfg.enc_size), "posterior": (cfg.enc_size, 2 * cfg.z_size),
             "decoder": (dec_in, 4 * cfg.dec_size), "heads": (cfg.dec_size, heads)}
-    out = []
+    out = [] if cfg.attention else [("encoder x term, once per batch", b, cfg.num_dims, 4 * cfg.enc_size, 1)]
     for name, (k, n) in maps.items():
         out += [(f"{name} forward", b, k, n, t), (f"{name} input grad", b, n, k, t),
                 (f"{name} weight grad", n, t * b, k, 1)]
