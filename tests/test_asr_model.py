@@ -1,9 +1,17 @@
-"""The BiLSTM-CTC model: shapes, padding invariance, fp32 log-probabilities under bf16 autocast, the CTC loss, and the
-filter that removes utterances CTC cannot align."""
+"""The BiLSTM-CTC model: shapes, padding invariance, fp32 log-probabilities under bf16 autocast for every recurrent
+cell, the peephole LSTM against a naive loop, nn.LSTM and gradcheck, old configs without a cell, the tiny recipe with
+each cell, the CTC loss, and the filter that removes utterances CTC cannot align."""
 
 from __future__ import annotations
 
+import json
+import math
+
+import pytest
 import torch
+from asr_fixtures import recipe
+from asr_recipe_fixtures import needs_espeak, speak_corpus
+from conftest import read_metrics
 from torch import nn
 
 from speechdraw.asr.data import filter_alignable
@@ -11,8 +19,10 @@ from speechdraw.asr.features import FeatureConfig
 from speechdraw.asr.manifest import ManifestEntry
 from speechdraw.asr.model import (
     BLANK,
+    CELLS,
     AcousticModel,
     AcousticModelConfig,
+    PeepholeLSTM,
     ctc_loss_sum,
     ctc_units,
     from_output_ids,
@@ -29,8 +39,9 @@ def small(**kw) -> AcousticModel:
     return AcousticModel(cfg).eval()
 
 
-def test_shapes_lengths_and_log_probabilities():
-    model = small(input_proj=12)
+@pytest.mark.parametrize("cell", CELLS)
+def test_shapes_lengths_and_log_probabilities(cell):
+    model = small(input_proj=12, cell=cell)
     feats = torch.randn(3, 10, 8)
     log_probs, out_lens = model(feats, torch.tensor([10, 7, 1]))
     assert log_probs.shape == (3, 4, 29) and log_probs.dtype == torch.float32
@@ -51,8 +62,9 @@ def test_reverse_padded_matches_a_loop():
     assert torch.equal(reverse_padded(out, lens), x)
 
 
-def test_padding_never_changes_outputs():
-    model = small()
+@pytest.mark.parametrize("cell", CELLS)
+def test_padding_never_changes_outputs(cell):
+    model = small(cell=cell)
     torch.manual_seed(1)
     lens = [13, 7, 10]
     seqs = [torch.randn(n, 8) for n in lens]
@@ -99,8 +111,9 @@ def test_blank_is_output_zero():
     assert to_output_ids([0, 5]) == [1, 6] and from_output_ids([1, 6]) == [0, 5]
 
 
-def test_flops_per_step_counts_the_matmuls():
-    model = small(input_proj=0)
+@pytest.mark.parametrize("cell", CELLS)
+def test_flops_per_step_counts_the_matmuls(cell):
+    model = small(input_proj=0, cell=cell)
     cfg = model.cfg
     # Count multiply-adds from the weight shapes: every weight matrix is used once per step.
     macs = sum(p.numel() for name, p in model.named_parameters() if "weight" in name)
@@ -161,3 +174,155 @@ def test_an_utterance_too_short_for_its_transcript_is_counted_and_left_out_of_th
     alone.backward()
     torch.testing.assert_close(batch_loss, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(model.out.weight.grad, g_batch, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------- the peephole LSTM cell
+
+
+def sigmoid(v: float) -> float:
+    return 1 / (1 + math.exp(-v))
+
+
+def peephole_by_hand(cell: PeepholeLSTM, x: torch.Tensor) -> list[list[float]]:
+    """Graves et al. 2013 eqs. 3-7 unit by unit in Python floats, for one sequence x (T, D); returns h_t for every t."""
+    H = cell.hidden_size
+    W, U, b, P = (p.tolist() for p in (cell.weight_ih, cell.weight_hh, cell.bias, cell.peephole))
+    h, c, out = [0.0] * H, [0.0] * H, []
+
+    def pre(gate: int, j: int, x_t: list[float], h: list[float]) -> float:
+        """W x_t + U h_{t-1} + b for unit j of a gate (0 i, 1 f, 2 g, 3 o)."""
+        row = gate * H + j
+        return sum(w * v for w, v in zip(W[row], x_t)) + sum(u * v for u, v in zip(U[row], h)) + b[row]
+
+    for x_t in x.tolist():
+        i = [sigmoid(pre(0, j, x_t, h) + P[0][j] * c[j]) for j in range(H)]
+        f = [sigmoid(pre(1, j, x_t, h) + P[1][j] * c[j]) for j in range(H)]
+        c_new = [f[j] * c[j] + i[j] * math.tanh(pre(2, j, x_t, h)) for j in range(H)]
+        o = [sigmoid(pre(3, j, x_t, h) + P[2][j] * c_new[j]) for j in range(H)]
+        h = [o[j] * math.tanh(c_new[j]) for j in range(H)]
+        c = c_new
+        out.append(h)
+    return out
+
+
+def test_peephole_lstm_matches_the_equations_by_hand():
+    """Fixed, distinct weights (every gate, unit and input its own value) and large peepholes, so i and f seeing c_{t-1}
+    and o seeing c_t (not the other way round), the gate order and the orientation of W all change the result."""
+    cell = PeepholeLSTM(2, 2)
+    with torch.no_grad():
+        cell.weight_ih.copy_(torch.linspace(-1.0, 1.2, 16).reshape(8, 2))
+        cell.weight_hh.copy_(torch.linspace(0.9, -0.8, 16).reshape(8, 2))
+        cell.bias.copy_(torch.linspace(-0.3, 0.4, 8))
+        cell.peephole.copy_(torch.tensor([[1.5, -2.0], [-1.0, 2.5], [3.0, -1.5]]))
+    x = torch.tensor([[1.0, -0.5], [0.3, 0.8], [-1.2, 0.4], [0.0, 2.0]])  # (T=4, D=2)
+    out, (h_n, c_n) = cell(x[None])
+    expected = torch.tensor(peephole_by_hand(cell, x))  # (T, H)
+    torch.testing.assert_close(out[0], expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(h_n[0, 0], expected[-1], atol=1e-6, rtol=1e-6)
+    assert out.shape == (1, 4, 2) and c_n.shape == (1, 1, 2)
+    # The peepholes matter here: without them the same weights give other outputs.
+    with torch.no_grad():
+        cell.peephole.zero_()
+    assert (cell(x[None])[0][0] - expected).abs().max() > 0.02
+
+
+def test_peephole_lstm_without_peepholes_is_nn_lstm():
+    """Peephole weights 0: the cell is a plain LSTM. nn.LSTM's weights copied over (same gate order i, f, g, o; its two
+    biases summed) give the same outputs, final states and input gradients."""
+    torch.manual_seed(0)
+    ref = nn.LSTM(5, 7, batch_first=True)
+    cell = PeepholeLSTM(5, 7)
+    with torch.no_grad():
+        cell.weight_ih.copy_(ref.weight_ih_l0)
+        cell.weight_hh.copy_(ref.weight_hh_l0)
+        cell.bias.copy_(ref.bias_ih_l0 + ref.bias_hh_l0)
+        cell.peephole.zero_()
+    x = torch.randn(3, 11, 5, requires_grad=True)
+    out, (h, c) = cell(x)
+    ref_out, (ref_h, ref_c) = ref(x)
+    torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(h, ref_h, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c, ref_c, atol=1e-6, rtol=1e-5)
+    g, = torch.autograd.grad(out.pow(2).sum(), x)
+    ref_g, = torch.autograd.grad(ref_out.pow(2).sum(), x)
+    torch.testing.assert_close(g, ref_g, atol=1e-6, rtol=1e-5)
+
+
+def test_peephole_lstm_gradients_pass_gradcheck():
+    """Analytic gradients (autograd through the time loop) against finite differences, in float64, for the input and
+    every parameter, peepholes included."""
+    torch.manual_seed(0)
+    cell = PeepholeLSTM(3, 2).double()
+    names = [n for n, _ in cell.named_parameters()]
+    assert names == ["weight_ih", "weight_hh", "bias", "peephole"]
+
+    def run(x, *params):
+        out, (h, c) = torch.func.functional_call(cell, dict(zip(names, params)), (x,))
+        return out, c
+
+    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
+    params = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+    assert torch.autograd.gradcheck(run, (x, *params), eps=1e-6, atol=1e-6)
+
+
+def test_a_config_without_cell_loads_as_lstm(tmp_path):
+    """A release written before `cell` existed: its config.json has no such field. It loads as an nn.LSTM model, and
+    the LSTM state-dict keys are those old releases hold."""
+    from speechdraw.asr.release import load_speech_release, save_speech_release
+
+    model = small()
+    tokens = TokenSet.characters()
+    release = save_speech_release(tmp_path / "release", model.state_dict(), model.cfg, FeatureConfig(cmvn="utterance"),
+                                  None, tokens)
+    config = json.loads((release / "config.json").read_text())
+    del config["model"]["cell"]
+    (release / "config.json").write_text(json.dumps(config))
+    asr = load_speech_release(release)
+    assert asr.model_config.cell == "lstm" and isinstance(asr.model.layers[0].fwd, nn.LSTM)
+    assert "layers.0.fwd.weight_ih_l0" in asr.model.state_dict()
+    feats = torch.randn(2, 9, 8)
+    torch.testing.assert_close(asr.model(feats, torch.tensor([9, 5]))[0], model(feats, torch.tensor([9, 5]))[0])
+    with pytest.raises(ValueError, match="model.cell must be one of lstm, gru, lstm_peephole, got 'rnn'"):
+        AcousticModelConfig(cell="rnn")
+
+
+def test_onnx_export_of_a_peephole_model_is_refused_in_one_line(tmp_path):
+    """The peephole cell's Python time loop would be traced for the example's length only: export refuses."""
+    pytest.importorskip("onnx")
+    from speechdraw.asr.onnx import export_onnx
+    from speechdraw.asr.release import load_speech_release, save_speech_release
+
+    model = small(cell="lstm_peephole")
+    release = save_speech_release(tmp_path / "release", model.state_dict(), model.cfg, FeatureConfig(cmvn="utterance"),
+                                  None, TokenSet.characters())
+    with pytest.raises(ValueError, match=r"^model.cell lstm_peephole cannot be exported to ONNX \(its time loop is "
+                                         r"Python\); export a model trained with model.cell lstm or gru$"):
+        export_onnx(load_speech_release(release))
+    assert sorted(p.name for p in release.iterdir() if "onnx" in p.name) == []  # nothing half-written
+
+
+@pytest.fixture(scope="module")
+def six_utterances(tmp_path_factory):
+    from asr_recipe_fixtures import SENTENCES
+
+    return speak_corpus(tmp_path_factory.mktemp("corpus"), SENTENCES[:6])
+
+
+@needs_espeak
+@pytest.mark.parametrize("cell", CELLS)
+def test_tiny_recipe_trains_with_each_cell(tmp_path, six_utterances, cell):
+    """A few steps of the tiny preset with --model.cell: the loss is finite and falls, the checkpoint holds that
+    cell's weights and the resolved config names it."""
+    run = tmp_path / "run"
+    recipe("train").main(["--preset", "tiny", "--model.cell", cell, "--model.hidden", "32", "--data.train",
+                          str(six_utterances), "--data.dev", str(six_utterances), "--data.max_seconds", "6",
+                          "--train.lr", "1e-2", "--train.warmup_steps", "1", "--train.epochs", "3",
+                          "--train.log_every", "1", "--train.run_dir", str(run)])
+    losses = [r["loss"] for r in read_metrics(run)]
+    assert len(losses) >= 6 and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0]
+    assert json.loads((run / "config.json").read_text())["config"]["model"]["cell"] == cell
+    from speechdraw.asr.release import load_speech_release
+
+    layer = load_speech_release(run / "release").model.layers[0].fwd
+    assert type(layer) is {"lstm": nn.LSTM, "gru": nn.GRU, "lstm_peephole": PeepholeLSTM}[cell]

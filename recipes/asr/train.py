@@ -220,7 +220,8 @@ def main(argv=None):
     frontend = FeatureExtractor(cfg.features, stats).to(ctx.device)
 
     raw = AcousticModel(cfg.model)
-    ctx.print(f"model: {raw.num_params() / 1e6:.2f} M parameters, {cfg.model.layers} x {cfg.model.hidden} BiLSTM, "
+    ctx.print(f"model: {raw.num_params() / 1e6:.2f} M parameters, {cfg.model.layers} x {cfg.model.hidden} "
+              f"bidirectional {cfg.model.cell}, "
               f"{cfg.model.stack * cfg.features.hop_ms:.0f} ms steps; {ctx.dist.world_size} rank(s) on {ctx.device}, "
               f"{tc.precision}")
     model = ctx.wrap(raw)

@@ -1,4 +1,5 @@
-"""BiLSTM-CTC acoustic model: frame stacking, a stack of bidirectional LSTM layers, a linear output over blank + tokens.
+"""BiLSTM-CTC acoustic model: frame stacking, a stack of bidirectional recurrent layers, a linear output over blank +
+tokens.
 
     model = AcousticModel(AcousticModelConfig(vocab_size=len(tokens) + 1))
     log_probs, out_lens = model(feats, feat_lens)      # (B, T, n_mels), (B,) -> (B, T', V) fp32, (B,)
@@ -11,16 +12,25 @@ of every layer only looks back, and the backward LSTM runs on each sequence reve
 (`reverse_padded`), so the padding sits after the real frames in both directions. This keeps plain (unpacked) LSTM
 calls, which on CPU take oneDNN's fused kernels and run in bf16 under autocast; packed sequences do neither and
 measured 3-4x slower here.
+
+The recurrent cell is a choice (`cell`): "lstm" (nn.LSTM, the default: fused kernels), "gru" (nn.GRU) or
+"lstm_peephole" (`PeepholeLSTM`, the LSTM of Graves et al. 2013 with diagonal peephole weights from the cell state;
+written here, since nn.LSTM has none, so a Python time loop: slower, and not exportable to ONNX).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 BLANK = 0  # the CTC blank's output index
+Cell = Literal["lstm", "gru", "lstm_peephole"]  # the recurrent cell (AcousticModelConfig.cell)
+CELLS = get_args(Cell)
+GATES = {"lstm": 4, "gru": 3, "lstm_peephole": 4}  # weight blocks per cell: GEMM work is proportional to these
 
 
 def to_output_ids(token_ids: list[int]) -> list[int]:
@@ -37,8 +47,12 @@ class AcousticModelConfig:
     n_mels: int = field(default=80, metadata={"help": "input feature dimension"})
     stack: int = field(default=4, metadata={"help": "frames stacked into one model step (4 x 10 ms = 40 ms)"})
     input_proj: int = field(default=0, metadata={"help": "linear projection of the stacked frames (0: none)"})
-    hidden: int = field(default=256, metadata={"help": "LSTM units per direction"})
-    layers: int = field(default=3, metadata={"help": "bidirectional LSTM layers"})
+    hidden: int = field(default=256, metadata={"help": "recurrent units per direction"})
+    layers: int = field(default=3, metadata={"help": "bidirectional recurrent layers"})
+    # Releases written before this field existed have no "cell" in config.json: they load as the default, lstm.
+    cell: Cell = field(default="lstm", metadata={
+        "help": "recurrent cell: lstm (nn.LSTM, fused kernels), gru (nn.GRU) or lstm_peephole (Graves et al. 2013: "
+                "peephole LSTM, a slower Python time loop, no ONNX export)"})
     dropout: float = field(default=0.1, metadata={"help": "dropout between layers and before the output"})
     vocab_size: int = field(default=29, metadata={"help": "outputs: tokens + 1 for the blank (28 characters + 1)"})
 
@@ -47,6 +61,8 @@ class AcousticModelConfig:
             raise ValueError("model.stack, model.layers and model.hidden must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("model.dropout must be in [0, 1)")
+        if self.cell not in CELLS:
+            raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
 
     def output_frames(self, feature_frames: int) -> int:
         """Model steps for an utterance of `feature_frames` feature frames."""
@@ -62,18 +78,78 @@ def reverse_padded(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     return x.gather(1, idx[:, :, None].expand(-1, -1, x.shape[2]))
 
 
-class BiLSTMLayer(nn.Module):
-    """One bidirectional layer from two unidirectional LSTMs; outputs past each length are 0."""
+class PeepholeLSTM(nn.Module):
+    """A unidirectional LSTM with diagonal peephole connections (Graves et al. 2013, eqs. 3-7), batch first:
 
-    def __init__(self, input_dim: int, hidden: int):
+        i_t = sigmoid(W_xi x_t + W_hi h_{t-1} + w_ci * c_{t-1} + b_i)
+        f_t = sigmoid(W_xf x_t + W_hf h_{t-1} + w_cf * c_{t-1} + b_f)
+        c_t = f_t * c_{t-1} + i_t * tanh(W_xc x_t + W_hc h_{t-1} + b_c)
+        o_t = sigmoid(W_xo x_t + W_ho h_{t-1} + w_co * c_t + b_o)
+        h_t = o_t * tanh(c_t)
+
+    (* is elementwise: the peephole weights w_c* are vectors.) The weight rows are in nn.LSTM's gate order i, f, g
+    (= c's candidate), o, with one bias (nn.LSTM's two biases only ever appear summed). Called like
+    nn.LSTM(batch_first=True): x (B, T, D) -> (B, T, H) outputs, ((1, B, H) last h, (1, B, H) last c).
+
+    The input part of every gate at every step is one GEMM before the loop; only the recurrent GEMM and the gate
+    arithmetic run step by step."""
+
+    def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
-        self.fwd = nn.LSTM(input_dim, hidden, batch_first=True)
-        self.bwd = nn.LSTM(input_dim, hidden, batch_first=True)
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))  # (4H, D)
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))  # (4H, H)
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))  # (4H,)
+        self.peephole = nn.Parameter(torch.empty(3, hidden_size))  # (3, H): w_ci, w_cf, w_co
+        bound = 1 / math.sqrt(hidden_size)  # nn.LSTM's initialisation, for every parameter
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if torch.onnx.is_in_onnx_export():  # the tracer would unroll the time loop for the example's length only
+            raise ValueError("model.cell lstm_peephole cannot be exported to ONNX (its time loop is Python); "
+                             "export a model trained with model.cell lstm or gru")
+        B, T, _ = x.shape
+        w_ci, w_cf, w_co = self.peephole  # (H,) each
+        x_gates = nn.functional.linear(x, self.weight_ih, self.bias)  # (B, T, 4H)
+        h = x_gates.new_zeros(B, self.hidden_size)  # (B, H)
+        c = x_gates.new_zeros(B, self.hidden_size)  # (B, H)
+        outputs = []
+        for t in range(T):
+            i, f, g, o = (x_gates[:, t] + h @ self.weight_hh.t()).chunk(4, dim=1)  # (B, H) each
+            i = torch.sigmoid(i + w_ci * c)
+            f = torch.sigmoid(f + w_cf * c)
+            c = f * c + i * torch.tanh(g)
+            o = torch.sigmoid(o + w_co * c)  # the output gate looks at the new cell state
+            h = o * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), (h[None], c[None])  # (B, T, H), ((1, B, H), (1, B, H))
+
+
+def make_rnn(cell: str, input_dim: int, hidden: int) -> nn.Module:
+    """One unidirectional batch-first recurrent layer: module(x (B, T, D))[0] is (B, T, H)."""
+    if cell == "lstm":
+        return nn.LSTM(input_dim, hidden, batch_first=True)
+    if cell == "gru":
+        return nn.GRU(input_dim, hidden, batch_first=True)
+    if cell == "lstm_peephole":
+        return PeepholeLSTM(input_dim, hidden)
+    raise ValueError(f"unknown recurrent cell {cell!r}: choose from {', '.join(CELLS)}")
+
+
+class BiLSTMLayer(nn.Module):
+    """One bidirectional layer from two unidirectional recurrent layers (LSTMs by default; `cell` chooses); outputs
+    past each length are 0."""
+
+    def __init__(self, input_dim: int, hidden: int, cell: str = "lstm"):
+        super().__init__()
+        self.fwd = make_rnn(cell, input_dim, hidden)
+        self.bwd = make_rnn(cell, input_dim, hidden)
 
     def forward(self, x: torch.Tensor, lens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D), (B,), (B, T, 1) -> (B, T, 2H)."""
-        h_fwd, _ = self.fwd(x)  # (B, T, H)
-        h_bwd, _ = self.bwd(reverse_padded(x, lens))  # (B, T, H), in reversed time
+        h_fwd = self.fwd(x)[0]  # (B, T, H)
+        h_bwd = self.bwd(reverse_padded(x, lens))[0]  # (B, T, H), in reversed time
         h = torch.cat([h_fwd, reverse_padded(h_bwd, lens)], dim=-1)  # (B, T, 2H)
         return h * mask
 
@@ -87,7 +163,7 @@ class AcousticModel(nn.Module):
         dim = cfg.input_proj or stacked
         self.layers = nn.ModuleList()
         for _ in range(cfg.layers):
-            self.layers.append(BiLSTMLayer(dim, cfg.hidden))
+            self.layers.append(BiLSTMLayer(dim, cfg.hidden, cfg.cell))
             dim = 2 * cfg.hidden
         self.drop = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(dim, cfg.vocab_size)
@@ -121,7 +197,8 @@ class AcousticModel(nn.Module):
         flops = 2 * stacked * cfg.input_proj if cfg.input_proj else 0
         dim = cfg.input_proj or stacked
         for _ in range(cfg.layers):
-            flops += 2 * 2 * 4 * cfg.hidden * (dim + cfg.hidden)  # 2 directions x 4 gates x (input + recurrent)
+            # 2 directions x gates (4 LSTM, 3 GRU) x (input + recurrent)
+            flops += 2 * 2 * GATES[cfg.cell] * cfg.hidden * (dim + cfg.hidden)
             dim = 2 * cfg.hidden
         return flops + 2 * dim * cfg.vocab_size
 
