@@ -1,10 +1,17 @@
-"""Decoding with language models on the synthetic test sets: WER/CER for greedy, beam + word n-gram (lexicon),
+"""Decoding with language models on every synthetic test set: WER/CER for greedy, beam + word n-gram (lexicon),
 beam + word n-gram + LSTM rescoring, and lexicon-free beam + character n-gram, with the weights tune_decoder.py chose
-on dev; real-time factors, ARPA load time, LM perplexities / OOV rate and training times.
+on dev; per group of utterances (SNR and noise kind, RT60 band, phone codec, voice variant); real-time factors, ARPA
+load time, LM perplexities / OOV rate and training times; issue 13's target checks.
 
     python recipes/asr/tune_decoder.py --model REL --lexicon ... --word-lm ... --char-lm ... --rnnlm ...  # first
-    python bench/asr_decode.py --model REL --lm-dir ~/speechdraw-runs/lm
-    python bench/asr_decode.py --model REL --max-utts 50 --results-dir /tmp/trial     # a quick look
+    python bench/asr_decode.py --model REL --lm-dir ~/speechdraw-runs/lm --baseline OLD_asr_decode.json
+    python bench/asr_decode.py --model REL --max-utts 50 --results-dir /tmp/trial --allow-dirty   # a quick look
+
+Sets (bench/asr_sets.py; a missing manifest is skipped with a note): test, test_accent, test_voice, test_noisy (and
+its mean over SNRs), test_reverb, test_phone; --max-utts takes the same seeded random lines of each. Targets (in
+"targets"): test_accent word-LM WER <= 7%; test_voice greedy CER <= 15%; word-LM WER on test_noisy (mean over SNRs),
+test_reverb and test_phone each <= 2x test's; with --baseline (the replaced model's asr_decode record): test's greedy
+CER and word-LM WER within 10% of its figures, each harder set's word-LM WER at least 40% below its figure.
 
 The release must hold decoder.json, rnnlm/ and tuning.json (all written by tune_decoder.py). The mode in
 decoder.json decodes from the release's files; the other mode's tuned settings (and LM path) come from tuning.json.
@@ -20,12 +27,22 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asr_sets import (  # noqa: E402
+    TEST_SETS,
+    add_set_arguments,
+    baseline_figure,
+    group_figures,
+    load_sets,
+    resolve_set_arguments,
+    target_checks,
+)
 from record import load_recipe, parse_bench_args, write_record  # noqa: E402
 
 from speechdraw.asr.beam import BeamConfig, BeamSearchDecoder, decoder_tokens  # noqa: E402
@@ -79,17 +96,14 @@ def row(tune, dev, texts: list[str], seconds: float) -> dict:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="speech release with decoder.json, rnnlm/, tuning.json (required)")
-    ap.add_argument("--corpus", default=str(SYNTH), help=f"synthetic corpus directory (default: {SYNTH})")
-    ap.add_argument("--splits", default="test,test_accent", help="manifests to decode (default: test,test_accent)")
-    ap.add_argument("--max-utts", type=int, default=0, help="first N utterances of each (default: 0 = all)")
+    add_set_arguments(ap, ",".join(TEST_SETS), SYNTH)
     ap.add_argument("--lm-dir", default="~/speechdraw-runs/lm", help="where train_ngram.py --report wrote "
                     "word4.json / char6.json (n-gram training times) (default: ~/speechdraw-runs/lm)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--name", default="asr_decode", help="record name (default: asr_decode)")
     ap.add_argument("--notes", default="", help="extra notes for the record")
-    ap.add_argument("--results-dir", default=None, help="write the record here instead of bench/results (for trial "
-                    "runs)")
     args = parse_bench_args(ap)
+    baseline, subset = resolve_set_arguments(ap, args)
     torch.set_num_threads(args.threads)
     tune = load_recipe("asr", "tune_decoder")
     asr = load_speech_release(args.model)
@@ -125,59 +139,78 @@ def main():
     if "rescore" in tuning:
         figures["rescore"]["dev_wer"] = round(tuning["rescore"]["wer"], 4)
 
-    for split in args.splits.split(","):
-        dev = tune.compute_dev(asr, str(Path(args.corpus) / f"{split}.jsonl"), args.max_utts, None)
-        rows = {}
+    if subset:
+        figures["subset"] = subset
+    with tempfile.TemporaryDirectory() as tmp:
+        found, skipped = load_sets(Path(args.corpus), args.sets.split(","), args.max_utts, args.subset_seed, Path(tmp))
+        for ts in found:
+            dev = tune.compute_dev(asr, str(ts.manifest), 0, None)
+            rows, texts = {}, {}
 
-        hyps, s = decode_rows(lambda x, n: greedy_decode(x, n, asr.tokens), dev.log_probs)
-        rows["greedy"] = row(tune, dev, [h.text for h in hyps], s)
-        nbests, beam_seconds = {}, {}
-        for mode, decoder in decoders.items():
-            nbests[mode], s = decode_rows(decoder, dev.log_probs)
-            beam_seconds[mode] = s
-            rows["beam_word_ngram" if mode == "lexicon" else "beam_char_ngram"] = row(
-                tune, dev, [n[0].text if n else "" for n in nbests[mode]], s)
-        t0 = time.perf_counter()
-        best = rescore_nbest(nbests[rescore_cfg.mode], scorer, weight=rescore_cfg.rescore_weight,
-                             length_bonus=rescore_cfg.rescore_length_bonus)
-        s = time.perf_counter() - t0 + beam_seconds[rescore_cfg.mode]
-        rows["beam_word_ngram_lstm" if rescore_cfg.mode == "lexicon" else "beam_char_ngram_lstm"] = row(
-            tune, dev, [h.text if h is not None else "" for h in best], s)
-        g, w = rows["greedy"]["wer"], rows["beam_word_ngram"]["wer"]
-        figures[split] = {"utterances": len(dev.texts), "hours": round(dev.seconds / 3600, 3),
-                          "am_rtf": round(dev.am_seconds / dev.seconds, 5), **rows,
-                          "word_ngram_relative_wer_reduction": round((g - w) / g, 4) if g else None}
-        print(split, json.dumps(figures[split]), flush=True)
+            hyps, s = decode_rows(lambda x, n: greedy_decode(x, n, asr.tokens), dev.log_probs)
+            texts["greedy"] = [h.text for h in hyps]
+            rows["greedy"] = row(tune, dev, texts["greedy"], s)
+            nbests, beam_seconds = {}, {}
+            for mode, decoder in decoders.items():
+                nbests[mode], s = decode_rows(decoder, dev.log_probs)
+                beam_seconds[mode] = s
+                key = "beam_word_ngram" if mode == "lexicon" else "beam_char_ngram"
+                texts[key] = [n[0].text if n else "" for n in nbests[mode]]
+                rows[key] = row(tune, dev, texts[key], s)
+            t0 = time.perf_counter()
+            best = rescore_nbest(nbests[rescore_cfg.mode], scorer, weight=rescore_cfg.rescore_weight,
+                                 length_bonus=rescore_cfg.rescore_length_bonus)
+            s = time.perf_counter() - t0 + beam_seconds[rescore_cfg.mode]
+            key = "beam_word_ngram_lstm" if rescore_cfg.mode == "lexicon" else "beam_char_ngram_lstm"
+            texts[key] = [h.text if h is not None else "" for h in best]
+            rows[key] = row(tune, dev, texts[key], s)
+            g, w = rows["greedy"]["wer"], rows["beam_word_ngram"]["wer"]
+            figures[ts.name] = {"utterances": len(dev.texts), "of_utterances": ts.lines,
+                                "hours": round(dev.seconds / 3600, 3), "am_rtf": round(dev.am_seconds / dev.seconds, 5),
+                                **rows, "word_ngram_relative_wer_reduction": round((g - w) / g, 4) if g else None,
+                                **group_figures(ts.entries, texts)}
+            print(ts.name, json.dumps({k: v for k, v in figures[ts.name].items() if k != "groups"}), flush=True)
+        if skipped:
+            figures["skipped_sets"] = skipped
+        sets = {ts.name: figures[ts.name] for ts in found}
 
-    # Language models: OOV rate and perplexity on the decoded sets, load and training times.
-    lm_dir = Path(os.path.expanduser(args.lm_dir))
-    lms: dict = {}
-    for mode, key, report in (("lexicon", "word_ngram", "word4.json"), ("lexicon-free", "char_ngram", "char6.json")):
-        if mode not in configs:
-            continue
-        arpa = configs[mode].lm
-        lm = NGramLM.read_arpa(arpa)
-        f = {"arpa": arpa, "units": lm.units, "order": lm.order, "ngrams": lm.counts,
-             "arpa_mb": round(Path(arpa).stat().st_size / 1e6, 1),
-             "kenlm_load_seconds": round(kenlm_load_seconds(arpa, lm.vocab[3:] if lm.units == "word"
-                                                            else decoder_tokens(asr.tokens)), 3),
-             "decoder_build_seconds": round(statistics.median(
-                 BeamSearchDecoder(asr.tokens, configs[mode]).load_seconds for _ in range(3)), 3)}
-        for split in args.splits.split(","):
-            ev = lm.evaluate(read_sentences([Path(args.corpus) / f"{split}.jsonl"]))
-            f[f"{split}_oov_rate"] = round(ev.oov_rate, 5)
-            f[f"{split}_perplexity"] = round(ev.perplexity, 3)
-        if (lm_dir / report).is_file():
-            f["train_seconds"] = round(json.loads((lm_dir / report).read_text())["train_seconds"], 2)
-        lms[key] = f
-    lstm_release = json.loads((asr.rescorer_dir / "config.json").read_text())
-    f = {"model": lstm_release["model"], "train_seconds": round(lstm_release["metrics"]["train_seconds"], 1),
-         "steps": lstm_release["metrics"]["steps"]}
-    for split in args.splits.split(","):
-        ev = lstm_evaluate(scorer.model, scorer.vocab, read_sentences([Path(args.corpus) / f"{split}.jsonl"]))
-        f[f"{split}_perplexity"] = round(ev.perplexity_with_oov, 3)
-        f[f"{split}_oov_rate"] = round(ev.oov_rate, 5)
-    lms["lstm"] = f
+        # Language models: OOV rate and perplexity on each decoded set's sentences (test_voice and the harder sets
+        # repeat test's: scored once), load and training times.
+        distinct, seen = [], set()
+        for ts in found:
+            sentences = tuple(sorted(e.text for e in ts.entries))
+            if sentences not in seen:
+                seen.add(sentences)
+                distinct.append(ts)
+        lm_dir = Path(os.path.expanduser(args.lm_dir))
+        lms: dict = {}
+        for mode, key, report in (("lexicon", "word_ngram", "word4.json"),
+                                  ("lexicon-free", "char_ngram", "char6.json")):
+            if mode not in configs:
+                continue
+            arpa = configs[mode].lm
+            lm = NGramLM.read_arpa(arpa)
+            f = {"arpa": arpa, "units": lm.units, "order": lm.order, "ngrams": lm.counts,
+                 "arpa_mb": round(Path(arpa).stat().st_size / 1e6, 1),
+                 "kenlm_load_seconds": round(kenlm_load_seconds(arpa, lm.vocab[3:] if lm.units == "word"
+                                                                else decoder_tokens(asr.tokens)), 3),
+                 "decoder_build_seconds": round(statistics.median(
+                     BeamSearchDecoder(asr.tokens, configs[mode]).load_seconds for _ in range(3)), 3)}
+            for ts in distinct:
+                ev = lm.evaluate(read_sentences([ts.manifest]))
+                f[f"{ts.name}_oov_rate"] = round(ev.oov_rate, 5)
+                f[f"{ts.name}_perplexity"] = round(ev.perplexity, 3)
+            if (lm_dir / report).is_file():
+                f["train_seconds"] = round(json.loads((lm_dir / report).read_text())["train_seconds"], 2)
+            lms[key] = f
+        lstm_release = json.loads((asr.rescorer_dir / "config.json").read_text())
+        f = {"model": lstm_release["model"], "train_seconds": round(lstm_release["metrics"]["train_seconds"], 1),
+             "steps": lstm_release["metrics"]["steps"]}
+        for ts in distinct:
+            ev = lstm_evaluate(scorer.model, scorer.vocab, read_sentences([ts.manifest]))
+            f[f"{ts.name}_perplexity"] = round(ev.perplexity_with_oov, 3)
+            f[f"{ts.name}_oov_rate"] = round(ev.oov_rate, 5)
+        lms["lstm"] = f
     figures["lms"] = lms
     test = figures.get("test", {})
     if test:
@@ -185,7 +218,9 @@ def main():
         figures["target_relative_wer_reduction_at_least_0.2"] = (test["word_ngram_relative_wer_reduction"] or 0) >= 0.2
         figures["target_rescoring_improves"] = test.get("beam_word_ngram_lstm", {}).get("wer", 1.0) < \
             test["beam_word_ngram"]["wer"]
-    figures["max_utts"] = args.max_utts
+    figures["targets"] = target_checks(sets, baseline)
+    if baseline:
+        figures["baseline"] = baseline_figure(baseline, subset)
     write_record(args.name, figures, allow_dirty=args.allow_dirty,
                  title="ASR decoding with language models on the synthetic test sets (CPU)",
                  notes="Weights tuned on dev by recipes/asr/tune_decoder.py (settings, dev_wer); each test set decoded "
