@@ -63,11 +63,15 @@ CARD = {
 }
 # Figures a card takes from each benchmark record, by the record's name: label -> dotted key under "figures".
 FIGURES = {
-    "asr_quality": {"test CER, greedy": "test_cer", "test WER, greedy": "test_wer",
-                    "test_accent CER, greedy": "test_accent_cer", "test utterances": "test_utterances"},
+    "asr_quality": {"test CER, greedy": "test.greedy.cer", "test WER, greedy": "test.greedy.wer",
+                    "test_accent CER, greedy": "test_accent.greedy.cer", "test utterances": "test.utterances",
+                    "test_voice (unseen voice) CER, greedy": "test_voice.greedy.cer"},
     "asr_decode": {"test WER, greedy": "test.greedy.wer", "test WER, beam + word n-gram": "test.beam_word_ngram.wer",
                    "test WER, beam + word n-gram + LSTM rescoring": "test.beam_word_ngram_lstm.wer",
                    "test_accent WER, beam + word n-gram": "test_accent.beam_word_ngram.wer",
+                   "test_noisy (mean over SNRs) WER, beam + word n-gram": "test_noisy.snr_mean.beam_word_ngram.wer",
+                   "test_reverb WER, beam + word n-gram": "test_reverb.beam_word_ngram.wer",
+                   "test_phone WER, beam + word n-gram": "test_phone.beam_word_ngram.wer",
                    "test utterances": "test.utterances"},
     # Written by the corpus runners (recipes/asr/run_librispeech.py, run_timit.py) into their run directory.
     "asr_librispeech": {f"{s} WER, {d}": f"{s}.{d}.wer" for s in ("test-clean", "test-other", "dev-clean", "dev-other")
