@@ -52,6 +52,8 @@ Progress = Callable[[float], None]  # called with seconds of audio read since th
 def model_name(asr: SpeechModel) -> str:
     """The name a transcript gives its model: the release's card.json name (archives from export.py --archive and
     models by name have one), else its directory's name (or parent/release for a run's release directory)."""
+    if asr.dir is None:  # a model built in memory, not loaded from a release
+        return type(asr.model).__name__
     card = asr.dir / "card.json"
     if card.is_file():
         try:
@@ -101,6 +103,8 @@ class Transcriber:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "onnxruntime" and str(device) == "auto":
             device = "cpu"  # onnxruntime runs on the CPU here
+        if backend == "onnxruntime" and precision != "fp32":
+            raise ValueError(f"--backend onnxruntime runs model.onnx in fp32, not {precision}: use --precision fp32")
         if batch_size < 1 or nbest < 1 or (beam is not None and beam < 1):
             raise ValueError("batch_size, nbest and beam must be >= 1")
         self.device = resolve_device(device)
