@@ -159,8 +159,7 @@ def run(args: argparse.Namespace) -> int:
                          word_score=args.word_score, beam=args.beam, nbest=args.nbest, rescore_lm=args.rescore_lm,
                          rescore_weight=args.rescore_weight, greedy=args.greedy, batch_size=args.batch_size,
                          segment=SegmentConfig(max_chunk=args.max_chunk), hotwords=args.hotwords,
-                         precision=args.precision,
-                         backend=args.backend,
+                         precision=args.precision, backend=args.backend,
                          cues=CueLimits(max_chars=args.max_line_width, max_lines=args.max_line_count,
                                         max_duration=args.max_cue_seconds))
     except (ReleaseError, OSError, ValueError) as e:  # a bad --model, --lm, --lexicon, --device ...: one line
