@@ -1,11 +1,12 @@
-"""The GEMM kernel behind the DRAW glimpses, chosen per CPU by measurement.
+"""The GEMM kernel behind the DRAW glimpses, chosen per CPU by a fixed rule.
 
 torch sends a CPU fp32 matmul to MKL's sgemm. On AMD processors MKL runs an AVX2 code path even where the CPU has
 AVX-512, while oneDNN (which torch also ships, and already uses for bf16) runs AVX-512 kernels: measured on an AMD
-EPYC with AVX-512 (one thread), the encoder's (100 x 520) @ (520 x 1024) GEMM ran at ~48 GFLOP/s in MKL and ~185 in
-oneDNN. On an Intel CPU MKL is usually the faster one. So neither is hard-wired: the first time a GEMM of a given
-(dtype, M, K, N) is asked for, both kernels are timed on operands of that shape and the faster one is kept for the
-rest of the process (a few ms per shape; a training step has about six shapes).
+EPYC with AVX-512 (one thread, bench/results/draw_speed.json: gemm_gflop_per_s_at_step_shapes), the step's fp32 GEMMs
+ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were within a few percent. So the rule is:
+fp32 on an AMD CPU -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a timing: a kernel
+picked by timing can differ from one process to the next on a busy machine, the two kernels round differently, and a
+resumed run would then no longer repeat the uninterrupted one bit for bit (tests/test_draw_recipe.py checks it).
 
     linear(a, w, bias)   bias + a @ w^T, a (M, K), w (N, K), bias (N,) or (M, N) or None -> (M, N)
 
@@ -16,7 +17,6 @@ oneDNN op has no autograd formula. SPEECHDRAW_GEMM=blas or =onednn forces one ke
 from __future__ import annotations
 
 import os
-import time
 
 import torch
 from torch import Tensor
@@ -45,19 +45,21 @@ def _usable(dtype: torch.dtype, device: torch.device) -> bool:
     return _ONEDNN is not None and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
 
 
-def _time(fn, a: Tensor, w: Tensor, reps: int = 3) -> float:
-    fn(a, w, None)  # first call: oneDNN builds and caches its primitive
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn(a, w, None)
-        best = min(best, time.perf_counter() - t0)
-    return best
+def cpu_vendor() -> str:
+    """The CPU's vendor_id from /proc/cpuinfo ("AuthenticAMD", "GenuineIntel", ...; "" where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> str:
-    """The kernel for a (M, K) @ (K, N) GEMM of this dtype: forced by SPEECHDRAW_GEMM, else the faster of the two on
-    random operands of that shape (best of 3, so a busy machine's stalls do not decide), remembered per shape."""
+    """The kernel for a (M, K) @ (K, N) GEMM of this dtype: forced by SPEECHDRAW_GEMM, else oneDNN for fp32 on an AMD
+    CPU and torch's matmul otherwise (the module docstring says why); remembered per shape for choices()."""
     forced = os.environ.get("SPEECHDRAW_GEMM", "auto")
     if forced not in ("auto", "blas", "onednn"):
         raise ValueError(f"SPEECHDRAW_GEMM must be auto, blas or onednn, got {forced!r}")
@@ -67,11 +69,7 @@ def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> 
         return forced
     key = (dtype, m, k, n)
     if key not in _CHOICE:
-        with torch.no_grad():
-            a = torch.randn(m, k, device=device).to(dtype)
-            w = torch.randn(n, k, device=device).to(dtype)
-            times = {name: _time(fn, a, w) for name, fn in KERNELS.items()}
-        _CHOICE[key] = min(times, key=times.get)
+        _CHOICE[key] = "onednn" if dtype == torch.float32 and cpu_vendor() == "AuthenticAMD" else "blas"
     return _CHOICE[key]
 
 
