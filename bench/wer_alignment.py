@@ -21,29 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import parse_bench_args, write_record  # noqa: E402
 
-from speechdraw.asr.metrics import edit_ops  # noqa: E402
+from speechdraw.asr.metrics import edit_ops, edit_ops_reference  # noqa: E402
 
 VOCAB = ["the", "a", "cat", "dog", "sat", "ran", "on", "mat", "in", "park", "she", "sells", "sea", "shells", "river"]
 
 
-def python_ops(ref, hyp) -> tuple[int, int, int]:
-    """The pure-Python loop speechdraw.asr.metrics used before (commit 9e1279b), the baseline."""
-    m = len(hyp)
-    prev = [(j, 0, 0, j) for j in range(m + 1)]
-    for i in range(1, len(ref) + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            c, s, d, k = prev[j - 1]
-            best = (c, s, d, k) if ref[i - 1] == hyp[j - 1] else (c + 1, s + 1, d, k)
-            c, s, d, k = prev[j]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d + 1, k)
-            c, s, d, k = cur[j - 1]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d, k + 1)
-            cur.append(best)
-        prev = cur
-    return prev[m][1:]
+python_ops = edit_ops_reference  # the pure-Python loop speechdraw.asr.metrics used before (commit 9e1279b)
 
 
 def speechdraw_ops(ref, hyp) -> tuple[int, int, int]:

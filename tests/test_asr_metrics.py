@@ -17,6 +17,7 @@ from speechdraw.asr.metrics import (
     confusions,
     edit_distance,
     edit_ops,
+    edit_ops_reference,
     wer,
     word_ops,
 )
@@ -42,25 +43,7 @@ TRICKY = [
 ]
 
 
-def reference_ops(ref, hyp) -> tuple[int, int, int]:
-    """The pure-Python DP that speechdraw used before (one row at a time, counts carried along; ties keep the
-    diagonal, then the deletion): the definition the vectorised version must reproduce."""
-    m = len(hyp)
-    prev = [(j, 0, 0, j) for j in range(m + 1)]
-    for i in range(1, len(ref) + 1):
-        cur = [(i, 0, i, 0)]
-        for j in range(1, m + 1):
-            c, s, d, k = prev[j - 1]
-            best = (c, s, d, k) if ref[i - 1] == hyp[j - 1] else (c + 1, s + 1, d, k)
-            c, s, d, k = prev[j]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d + 1, k)
-            c, s, d, k = cur[j - 1]
-            if c + 1 < best[0]:
-                best = (c + 1, s, d, k + 1)
-            cur.append(best)
-        prev = cur
-    return prev[m][1:]
+reference_ops = edit_ops_reference  # the definition the vectorised version must reproduce
 
 
 @pytest.mark.parametrize("ref,hyp,words,chars", TRICKY)

@@ -95,6 +95,28 @@ def edit_ops(ref: Sequence, hyp: Sequence) -> EditOps:
     return EditOps(s, d, k, len(ref))
 
 
+def edit_ops_reference(ref: Sequence, hyp: Sequence) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) by the plain pure-Python DP this module used before the numpy version
+    (one row at a time, counts carried along; ties keep the diagonal, then the deletion): the definition edit_ops must
+    reproduce (tests/test_asr_metrics.py) and the baseline of bench/wer_alignment.py."""
+    m = len(hyp)
+    prev = [(j, 0, 0, j) for j in range(m + 1)]  # (cost, sub, del, ins) per hypothesis prefix
+    for i in range(1, len(ref) + 1):
+        cur = [(i, 0, i, 0)]
+        for j in range(1, m + 1):
+            c, s, d, k = prev[j - 1]
+            best = (c, s, d, k) if ref[i - 1] == hyp[j - 1] else (c + 1, s + 1, d, k)
+            c, s, d, k = prev[j]
+            if c + 1 < best[0]:
+                best = (c + 1, s, d + 1, k)
+            c, s, d, k = cur[j - 1]
+            if c + 1 < best[0]:
+                best = (c + 1, s, d, k + 1)
+            cur.append(best)
+        prev = cur
+    return prev[m][1:]
+
+
 def align(ref: Sequence, hyp: Sequence) -> list[tuple]:
     """The alignment behind `edit_ops` as (ref token | None, hyp token | None) pairs, in order: equal tokens are a
     match, unequal a substitution, (x, None) a deletion, (None, y) an insertion."""
