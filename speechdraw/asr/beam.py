@@ -36,7 +36,6 @@ given one (`lm_dict`), which would score the wrong characters; we always give it
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from speechdraw.asr.stream import quiet_stderr
 from speechdraw.asr.text import SPACE_SYMBOL, TokenSet
 
 BLANK_SYMBOL = "<blank>"  # the decoder's name for index 0 (no token of ours looks like it)
@@ -144,24 +144,6 @@ def arpa_order(path: str | os.PathLike) -> int:
     return order
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """KenLM draws a loading bar on file descriptor 2; errors still arrive as exceptions."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def read_hotwords(path: str | os.PathLike) -> dict[str, float]:
     """A hotwords file: one word or phrase per line, optionally followed by its bonus ("Zebulun 4.0"; default
     DEFAULT_HOTWORD_BONUS); blank lines and lines starting with # are skipped. Words are lowercased (the models
@@ -239,7 +221,7 @@ class BeamSearchDecoder:
                              "tuned decoder has one")
         t0 = time.perf_counter()
         lm_weight = cfg.lm_weight
-        with tempfile.TemporaryDirectory() as tmp, _quiet_stderr():
+        with tempfile.TemporaryDirectory() as tmp, quiet_stderr():
             lm_dict = None
             if lm is not None and lexicon is None:
                 lm_dict = os.path.join(tmp, "lm_tokens.txt")  # the LM's dictionary in token order (module docstring)

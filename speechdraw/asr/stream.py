@@ -44,10 +44,16 @@ def _resample_np(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 @contextmanager
-def _quiet_stderr():
-    """Silence file descriptor 2 (the decoder libraries print to it directly while the probe makes them fail)."""
+def quiet_stderr():
+    """Silence file descriptor 2: C libraries (libsndfile/mpg123 while the probe makes them fail, KenLM's loading bar
+    in beam.py) print to it directly; errors still arrive as exceptions. A no-op where fd 2 cannot be duplicated."""
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
         yield
@@ -70,7 +76,7 @@ def reads_in_parts(fmt: str, subtype: str, sample_rate: int) -> bool:
         sf.write(buf, x, sample_rate, format=fmt, subtype=subtype)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         return True
-    with _quiet_stderr():
+    with quiet_stderr():
         buf.seek(0)
         whole = sf.read(buf, dtype="float32")[0]
         buf.seek(0)
