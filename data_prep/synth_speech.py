@@ -4,6 +4,12 @@ flite and festival.
     apt-get install -y espeak-ng flite festival festvox-kallpc16k
     python data_prep/synth_speech.py --fetch --out ~/speechdraw-runs/data/synth               # default: 10 h of train
     python data_prep/synth_speech.py --out /tmp/synth-tiny --hours 0.05 --dev-utts 20 --test-utts 20   # a quick one
+    python data_prep/synth_speech.py --fetch --out /tmp/heldout --sample 5    # 5 of each evaluation set, in a minute
+
+--sample N speaks only N utterances of each evaluation set of the corpus the other settings describe (seeded, the same
+N indices in every set; no dev, no training audio): the same sentences, voices and channels as the full build, so a
+model trained on that corpus has heard none of them. `make demo` uses it to score the shipped speech model on speech
+it never trained on without building the whole corpus. Its plan.json and manifests say it is a sample.
 
 Re-running the same command continues where a previous run stopped (finished files are kept; every file is written
 to a temporary name and renamed, so a killed run leaves no half-written audio); raising --hours adds train audio.
@@ -536,6 +542,51 @@ def build(args: argparse.Namespace) -> dict:
     return summary
 
 
+def build_sample(args: argparse.Namespace) -> dict:
+    """--sample N: N seeded utterances of each evaluation set of the full corpus's plan (never dev or train)."""
+    out: Path = args.out.expanduser().resolve()
+    sentences = build_sentences(resolve_source(args.source, args.cache, args.fetch), lines=args.lines)
+    plan = Plan(
+        seed=args.seed, dev_utts=args.dev_utts, test_utts=args.test_utts, test_accent=args.test_accent,
+        min_words=args.min_words, max_words=args.max_words, speed=tuple(args.speed), pitch=tuple(args.pitch),
+        sentences_sha256=hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
+        train_accents=tuple(a for a in ACCENTS if a != args.test_accent),
+    )  # fmt: skip
+    if not 0 < args.sample <= plan.test_utts:
+        raise SystemExit(f"--sample must be between 1 and --test-utts ({plan.test_utts}), not {args.sample}")
+    splits = split_sentences(sentences, plan)
+    for d in ("test", "test_accent", "test_voice", *HARDER_SETS):
+        (out / "audio" / d).mkdir(parents=True, exist_ok=True)
+    sample = {**plan.to_json(), "sample": args.sample}  # a sample directory is never mistaken for a corpus
+    path = out / "plan.json"
+    if path.exists() and json.loads(path.read_text()) != sample:
+        raise SystemExit(f"{out} holds another build; use a new --out")
+    write_text(path, json.dumps(sample, indent=2) + "\n")
+    picks = sorted(random.Random(f"{plan.seed}/sample").sample(range(plan.test_utts), args.sample))
+    def check() -> None:
+        check_voices(ACCENTS, plan.heldout_variants, out / "audio", plan.heldout_variants + plan.accent_test_variants)
+        check_other_voices((plan.test_voice,), out / "audio")
+
+    synth = Synthesizer(out, args.jobs, check)
+    summary: dict[str, dict] = {}
+    try:
+        clean = {split: [utterance(plan, splits, split, i) for i in picks] for split in ("test", "test_accent",
+                                                                                         "test_voice")}
+        hard = {split: [degraded(plan, splits, split, i) for i in picks] for split in HARDER_SETS}
+        talkers = sorted({int(t.rsplit("-", 1)[1]) for u in hard["test_noisy"] for t in u.channel.get("talkers", [])})
+        synth.run([*clean["test"], *(utterance(plan, splits, "test", i) for i in talkers if i not in picks),
+                   *clean["test_accent"], *clean["test_voice"]])  # babble talkers: other test utterances
+        synth.run([u for us in hard.values() for u in us])
+        for split, utts in {**clean, **hard}.items():
+            write_manifest(out / f"{split}.jsonl", [entry(out, u, synth.durations[u.id]) for u in utts])
+            summary[split] = {"utterances": len(utts), "seconds": round(sum(synth.durations[u.id] for u in utts), 2)}
+    finally:
+        synth.close()
+    held = set(splits.test) | set(splits.test_accent)
+    assert all(u.text in held for us in (*clean.values(), *hard.values()) for u in us), "a sample left the test sets"
+    return {"sample": args.sample, "indices": picks, "splits": summary}
+
+
 def fill(synth: Synthesizer, plan: Plan, splits: SentenceSplits, stream: str, hours: float, jobs: int,
          t0: float) -> list[Utterance]:
     """The first utterances of `stream` ("train" or "train_other") that reach `hours`, synthesized. Chunks are sized
@@ -646,12 +697,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pitch", type=int, nargs=2, default=(30, 70), metavar=("MIN", "MAX"),
                    help="espeak-ng pitch range, 0-99 (default: 30 70)")
     p.add_argument("--seed", type=int, default=0, help="decides sentences, voices, speeds, pitches (default: 0)")
+    p.add_argument("--sample", type=int, default=0, metavar="N",
+                   help="speak only N seeded utterances of each evaluation set (test, test_accent, test_voice, "
+                   "test_noisy, test_reverb, test_phone) of the corpus these settings describe; no dev or training "
+                   "audio (default: 0 = build the corpus)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help=f"parallel synthesis processes (default: {os.cpu_count() or 1}, the CPU count)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.sample:
+        summary = build_sample(args)
+        for split, s in summary["splits"].items():
+            print(f"{split:12s} {s['utterances']:6d} utterances {s['seconds']:8.1f} s  -> {args.out / split}.jsonl")
+        print(f"sample of {summary['sample']} utterances per set (test indices {summary['indices']}): sentences and "
+              "voices no model trained on this corpus has heard")
+        return 0
     summary = build(parse_args(argv))
     for split, s in summary["splits"].items():
         voices = ", ".join(f"{v} {c['utterances']}" for v, c in s["by_voice"].items())

@@ -205,6 +205,18 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     with pytest.raises(SystemExit, match="seed"):
         synth.main([*argv, "--seed", "1"])
 
+    # --sample: a few utterances of each evaluation set, exactly the full build's (same bytes), and nothing else.
+    sample = tmp_path / "sample"
+    assert synth.main([*argv[:3], str(sample), "--dev-utts", "2", "--test-utts", "4", "--sample", "2"]) == 0
+    assert not (sample / "train.jsonl").exists() and not (sample / "dev.jsonl").exists()
+    assert json.loads((sample / "plan.json").read_text())["sample"] == 2
+    for split in ("test", "test_accent", "test_voice", *synth.HARDER_SETS):
+        entries = read_manifest(sample / f"{split}.jsonl")
+        assert len(entries) == 2 and {e.text for e in entries} <= text[split] and not {e.text for e in entries} & lm
+        for e in entries:
+            name = e.audio.rsplit("/", 1)[-1]
+            assert (out / "audio" / split / name).read_bytes() == (sample / "audio" / split / name).read_bytes()
+
 
 def check_harder_sets(manifests):
     """test_noisy / test_reverb / test_phone: test's utterances, same lengths, through what each line says."""
