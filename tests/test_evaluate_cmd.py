@@ -91,6 +91,16 @@ def test_planted_errors_are_reported_exactly(setup, tmp_path):
     errs = (tmp_path / "errs.txt").read_text()
     assert "PER-UTT DETAILS (3 of 6 utterances with errors)" in errs and "SUBSTITUTIONS" in errs
 
+    # --transcripts: every utterance's reference with the transcript under it and its word errors, no confusions.
+    out = evaluate("--model", "eval-tiny", "--manifest", manifest, "--transcripts", "--device", "cpu",
+                   models=d / "models")
+    assert out.returncode == 0, out.stderr
+    assert "SUBSTITUTIONS" not in out.stdout and "1/2/1" in out.stdout.replace(" ", "")
+    for i in range(len(entries)):
+        wrong = {a: 2, b: 1, c: 1}.get(i, 0)
+        assert (f"utt{i}.flac\n  reference  {planted[i]}\n  greedy     {hyps[i]}   "
+                f"[{wrong} of {len(planted[i].split())} words wrong]") in out.stdout
+
     # The recipe is the same command run from a checkout: the same figures.
     assert recipe("evaluate").main(["--model", str(d / "models" / "eval-tiny"), "--manifest", str(manifest),
                                     "--json", str(tmp_path / "recipe.json"), "--device", "cpu"]) == 0

@@ -137,6 +137,22 @@ def format_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_transcripts(results: list[dict]) -> str:
+    """Per manifest, each utterance's reference and every decoder's transcript under it, with its word errors."""
+    out, by_manifest = [], {}
+    for r in results:
+        by_manifest.setdefault(r["manifest"], []).append(r)
+    for manifest, rs in by_manifest.items():
+        out.append(f"== {Path(manifest).name}")
+        width = max(len("reference"), *(len(r["decoder"]) for r in rs))
+        for i, u in enumerate(rs[0]["per_utterance"]):
+            out.append(f"{Path(u['audio']).name}\n  {'reference':<{width}}  {u['ref']}")
+            for r in rs:
+                h = r["per_utterance"][i]
+                out.append(f"  {r['decoder']:<{width}}  {h['hyp']}   [{h['word_errors']} of {h['words']} words wrong]")
+    return "\n".join(out)
+
+
 def format_errors(result: dict, top: int | None = None, max_utts: int | None = None) -> str:
     """icefall's errs-* report for one result: the rates, per-utterance aligned errors (the first `max_utts` utterances
     with errors, all by default; needs per_utt), then the `top` most frequent substitutions, deletions and

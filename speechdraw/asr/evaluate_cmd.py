@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=20,
                    help="utterances with errors printed per manifest, aligned (default: 20; all of them go to "
                         "--errs and --json)")
+    p.add_argument("--transcripts", action="store_true",
+                   help="print every utterance's reference, then each decoder's transcript of it, instead of the "
+                        "aligned errors and confusions (the table stays)")
     p.add_argument("--per-utt", action="store_true", help="accepted for older scripts: the JSON always has the "
                    "per-utterance entries")
     p.add_argument("--word-timings", action="store_true", help="word timings in the JSON's per-utterance entries")
@@ -62,7 +65,7 @@ def _write(path: str, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechdraw.asr.audio import AudioError
-    from speechdraw.asr.evaluate import evaluate_manifest, format_errors, format_table
+    from speechdraw.asr.evaluate import evaluate_manifest, format_errors, format_table, format_transcripts
     from speechdraw.asr.manifest import ManifestError, read_manifest
     from speechdraw.asr.release import load_speech_release
     from speechdraw.engine.device import select_device
@@ -100,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
         results += out if isinstance(out, list) else [out]
     if results:
         print(format_table(results))
-        for r in results:
-            print("\n" + format_errors(r, top=args.top, max_utts=args.show))
+        if args.transcripts:
+            print("\n" + format_transcripts(results))
+        else:
+            for r in results:
+                print("\n" + format_errors(r, top=args.top, max_utts=args.show))
     if args.errs:
         _write(args.errs, "\n\n".join(format_errors(r) for r in results) + "\n")
     if args.json:
