@@ -27,6 +27,7 @@ from speechdraw.engine.release import save_release
 
 sys.path.insert(0, str(REPO / "bench"))
 import asr_sets  # noqa: E402
+import asr_targets  # noqa: E402
 import make_benchmarks_md  # noqa: E402
 
 HARDER = ("test_noisy", "test_reverb", "test_phone")
@@ -116,6 +117,35 @@ def test_baseline_records_of_every_layout(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"name": "draw", "figures": {"nll": 80.1}}))
     with pytest.raises(ValueError, match="other.json: no per-set error rates"):
         asr_sets.read_baseline(str(tmp_path / "other.json"))
+
+
+def test_targets_between_two_records_on_disk(tmp_path, capsys):
+    """bench/asr_targets.py: the same checks as target_checks, read from two records written at different times."""
+    new = {"test": figure(0.03, 0.05), "test_reverb": figure(0.1, 0.09), "test_phone": figure(0.1, 0.0999),
+           "test_noisy": figure(0.2, 0.5, snr_mean={"beam_word_ngram": {"wer": 0.08}}), "subset": None}
+    old = {"test": figure(0.03, 0.05), "test_reverb": figure(0.2, 0.15), "test_phone": figure(0.2, 0.1664),
+           "test_noisy": figure(0.2, 0.9, snr_mean={"beam_word_ngram": {"wer": 0.2}}),
+           "subset": {"max_utts": 300, "seed": 0}}
+    for name, figures in (("new", new), ("old", old)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"name": f"asr_decode_{name}", "figures": figures}))
+    out = asr_targets.main(["--record", str(tmp_path / "new.json"), "--baseline", str(tmp_path / "old.json"),
+                            "--results-dir", str(tmp_path / "results"), "--allow-dirty"])
+    verdict = {k: v["pass"] for k, v in out["targets"].items() if k.endswith("baseline")}
+    assert verdict == {
+        "test_greedy_cer_within_10pct_of_baseline": True,
+        "test_word_lm_wer_within_10pct_of_baseline": True,
+        "test_noisy_word_lm_wer_40pct_below_baseline": True,  # 0.08 <= 0.6 x 0.2 (the SNR means)
+        "test_reverb_word_lm_wer_40pct_below_baseline": True,  # 0.09 <= 0.09
+        "test_phone_word_lm_wer_40pct_below_baseline": False,  # 0.0999 > 0.6 x 0.1664 = 0.0998
+    }
+    assert out["all_pass"] is False
+    assert "different utterances" in out["baseline"]["note"]  # the baseline scored a subset, the new model all
+    written = json.loads((tmp_path / "results" / "asr_targets.json").read_text())
+    assert written["figures"]["targets"] == out["targets"] and written["name"] == "asr_targets"
+    (tmp_path / "draw.json").write_text(json.dumps({"name": "draw", "figures": {"nll": 80.1}}))
+    with pytest.raises(SystemExit, match="draw.json: no per-set error rates"):
+        asr_targets.main(["--record", str(tmp_path / "draw.json"), "--baseline", str(tmp_path / "old.json"),
+                          "--allow-dirty"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
