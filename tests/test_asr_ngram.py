@@ -212,6 +212,16 @@ def test_pruning_drops_rare_ngrams_and_keeps_the_model_closed():
     singleton = next(g for g, c in trigram_counts.items() if c == 1 and BOS not in g)
     assert " ".join(singleton) not in stored[2] and " ".join(singleton) in set(full.ngram_texts(3))
     assert pruned.logprob(singleton[2], singleton[:2]) != pytest.approx(full.logprob(singleton[2], singleton[:2]))
+    # Pruning drops n-grams but changes no kept one: each stored probability is the full model's for that n-gram
+    # (the highest order is pruned while it is counted, so its sums over the dropped n-grams must still be exact).
+    for prune in ((0, 1, 1), (0, 0, 2)):
+        pruned = train_ngram(sentences, NGramConfig(order=3, prune=prune))
+        for n in (2, 3):
+            full_p = dict(zip(full.ngram_texts(n), full.tables[n - 1].log10p))
+            kept = pruned.ngram_texts(n)
+            assert 0 < len(kept) <= len(full_p) and (n < 3 or len(kept) < len(full_p))
+            assert np.allclose([full_p[t] for t in kept], pruned.tables[n - 1].log10p, rtol=0, atol=1e-12)
+        assert pruned.stats["raw_ngrams"] == full.stats["raw_ngrams"]
 
 
 def test_character_units():

@@ -514,15 +514,17 @@ class _RunMerger:
         self.files.append(path)
         self.held, self.held_bytes = [], 0
 
-    def result(self) -> tuple[np.ndarray, np.ndarray]:
+    def blocks(self):
+        """The sorted distinct keys and their total counts, block by block in key order: (keys, counts) pairs. Runs
+        on disk are merged block by block and removed afterwards, so the whole result need never be in memory."""
         if not self.files:
-            return self._merged_held()
+            yield self._merged_held()
+            return
         if self.held:
             self._spill()
         runs = [np.load(path, mmap_mode="r") for path in self.files]
         pos = [0] * len(runs)
         block = max(1024, (self.limit or 0) // (32 * len(runs)))
-        out_keys, out_counts = [], []
         while True:
             live = [i for i, r in enumerate(runs) if pos[i] < r.shape[1]]
             if not live:
@@ -536,12 +538,55 @@ class _RunMerger:
                 keys.append(np.asarray(r[0, pos[i]:stop]))
                 counts.append(np.asarray(r[1, pos[i]:stop]))
                 pos[i] = stop
-            k, c = _sum_duplicates(np.concatenate(keys), np.concatenate(counts))
-            out_keys.append(k)
-            out_counts.append(c)
+            yield _sum_duplicates(np.concatenate(keys), np.concatenate(counts))
+        del runs
         for path in self.files:
             path.unlink()
-        return np.concatenate(out_keys), np.concatenate(out_counts)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        out = list(self.blocks())
+        return np.concatenate([k for k, _ in out]), np.concatenate([c for _, c in out])
+
+
+@dataclass
+class _TopOrder:
+    """What the estimate needs from every n-gram of the highest order when that order is pruned: the n-grams that
+    survive the pruning threshold, and sums over all of them (so the pruned ones never have to be held at once).
+
+    keys, counts: (K,) the kept n-grams (raw count > threshold), sorted; total: (C,) raw counts summed per context
+    row (order n - 1); by_count: (3, C) per context, how many n-grams were seen once, twice, three times or more;
+    continuations: (C,) per order-(n - 1) row, how many n-grams have it as their suffix; count_of_counts: how many
+    n-grams were seen 1, 2, 3, 4 times; distinct: how many n-grams there were before pruning.
+    """
+
+    keys: np.ndarray
+    counts: np.ndarray
+    total: np.ndarray
+    by_count: np.ndarray
+    continuations: np.ndarray
+    count_of_counts: list[int]
+    distinct: int
+
+
+def _top_order(blocks, rows: int, suffix_of, threshold: int) -> _TopOrder:
+    """Summarise the merged blocks of the highest order (see _TopOrder); `rows` is the size of the order below,
+    `suffix_of(context, unit)` the order-below row of each n-gram's suffix."""
+    total = np.zeros(rows, dtype=np.int64)
+    by_count = np.zeros((3, rows), dtype=np.int64)
+    continuations = np.zeros(rows, dtype=np.int64)
+    coc, distinct, kept_keys, kept_counts = np.zeros(4, dtype=np.int64), 0, [], []
+    for keys, counts, ctx, unit in blocks:
+        distinct += len(keys)
+        total += np.bincount(ctx, weights=counts, minlength=rows).astype(np.int64)
+        for j, hit in enumerate((counts == 1, counts == 2, counts >= 3)):
+            by_count[j] += np.bincount(ctx[hit], minlength=rows)
+        continuations += np.bincount(suffix_of(ctx, unit), minlength=rows)
+        coc += np.bincount(np.minimum(counts, 5), minlength=6)[1:5]
+        keep = counts > threshold
+        kept_keys.append(keys[keep])
+        kept_counts.append(counts[keep])
+    return _TopOrder(np.concatenate(kept_keys), np.concatenate(kept_counts), total, by_count, continuations,
+                     [int(c) for c in coc], distinct)
 
 
 def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None = None,
@@ -551,7 +596,10 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
     Counting streams: the text is tokenised once into a unit stream, then each order is counted chunk by chunk into
     sorted runs that are merged (spilled to files in `tmp_dir` when they outgrow `memory` bytes). `memory` bounds
     what grows with the text (the unit stream, chunks and runs in memory); the distinct n-grams themselves, with
-    their counts and probabilities, are held in memory (about 100 bytes each; prune to keep them small). Whatever
+    their counts and probabilities, are held in memory (about 100 bytes each; prune to keep them small). When the
+    highest order is pruned, only its surviving n-grams are held: the rest are summed block by block as the sorted
+    runs merge (count-of-counts, per-context totals, continuation counts), giving exactly the model that estimating
+    everything and then pruning gives. Whatever
     `memory`, the counts, and so the model, are exactly those of counting all at once.
 
     `stats` of the result: train_seconds, raw n-gram counts per order before pruning, count_of_counts and discounts
@@ -576,6 +624,7 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
 
         # ---- count: for every order, the distinct n-grams, their raw counts, context row and suffix row.
         raw = [np.bincount(remap, weights=stream.counts, minlength=v).astype(np.int64)]
+        top: _TopOrder | None = None  # set when the highest order is pruned while it is counted
         context = [np.zeros(v, dtype=np.int64)]  # unigrams have the empty context
         unit = [np.arange(v, dtype=np.int64)]
         suffix = [np.zeros(v, dtype=np.int64)]
@@ -596,15 +645,25 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
                         cur[pos] = np.searchsorted(keys_of[k - 1], key)
                         prev = cur
             spilled += len(runs.files)
-            keys, counts = runs.result()
+
+            def suffix_of(ctx: np.ndarray, u: np.ndarray, n: int = n) -> np.ndarray:
+                if n == 2:
+                    return u.copy()  # the unigram row of a unit is its id
+                # w2..wn = (suffix row of the context w1..w(n-1)) * V + wn, looked up one order down
+                return np.searchsorted(keys_of[n - 2], suffix[n - 2][ctx] * v + u)
+
+            if n == n_max and cfg.threshold(n) > 0:
+                # The highest order is pruned: keep only its surviving n-grams, and sums over all of them.
+                top = _top_order(((k, c, k // v, k % v) for k, c in runs.blocks()), len(keys_of[n - 2]), suffix_of,
+                                 cfg.threshold(n))
+                keys, counts = top.keys, top.counts
+            else:
+                keys, counts = runs.result()
             keys_of.append(keys)
             raw.append(counts.astype(np.int64))
             context.append(keys // v)
             unit.append(keys % v)
-            if n == 2:
-                suffix.append(unit[-1].copy())  # the unigram row of a unit is its id
-            else:  # w2..wn = (suffix row of the context w1..w(n-1)) * V + wn, looked up one order down
-                suffix.append(np.searchsorted(keys_of[n - 2], suffix[n - 2][context[-1]] * v + unit[-1]))
+            suffix.append(suffix_of(context[-1], unit[-1]))
             starts_bos.append(starts_bos[n - 2][context[-1]])
         n_sentences, n_units = len(stream.lengths), int(stream.lengths.sum())
         del stream
@@ -615,7 +674,8 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
         if n == n_max:
             a = raw[n - 1].astype(np.int64)
         else:
-            a = np.bincount(suffix[n], minlength=len(raw[n - 1]))  # distinct left extensions
+            a = np.bincount(suffix[n], minlength=len(raw[n - 1])) if top is None or n + 1 < n_max else \
+                top.continuations  # distinct left extensions (of the pruned ones too)
             a = np.where(starts_bos[n - 1], raw[n - 1], a)
         adjusted.append(a)
     adjusted[0][BOS_ID] = 0  # <s> is never predicted: no mass, no count-of-counts
@@ -623,12 +683,13 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
     # ---- discounts and interpolated probabilities, bottom up.
     stats: dict = {"units": cfg.units, "order": n_max, "vocab_size": v, "sentences": n_sentences,
                    "tokens": n_units - 2 * n_sentences, "oov_tokens": int(raw[0][UNK_ID]),
-                   "raw_ngrams": [len(r) for r in raw], "spilled_runs": spilled,
+                   "raw_ngrams": [len(r) for r in raw[:-1]] + [top.distinct if top else len(raw[-1])],
+                   "spilled_runs": spilled,
                    "count_of_counts": [], "discounts": [], "fallback_orders": []}
     prob: list[np.ndarray] = []  # prob[n - 1][row]: interpolated p(unit | context) of each order-n n-gram
     for n in range(1, n_max + 1):
         a = adjusted[n - 1]
-        coc = [int(np.sum(a == k)) for k in (1, 2, 3, 4)]
+        coc = top.count_of_counts if top and n == n_max else [int(np.sum(a == k)) for k in (1, 2, 3, 4)]
         d = kn_discounts(coc)
         if d is None:
             d = cfg.discount_fallback
@@ -644,8 +705,11 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
             stats["unigram_gamma"] = float(g)
         else:
             n_ctx = len(prob[n - 2])
-            total = np.bincount(context[n - 1], weights=a, minlength=n_ctx)
-            dsum = np.bincount(context[n - 1], weights=disc, minlength=n_ctx)
+            if top and n == n_max:  # sums over every n-gram of the order, the pruned ones included
+                total, dsum = top.total.astype(np.float64), np.asarray(d) @ top.by_count.astype(np.float64)
+            else:
+                total = np.bincount(context[n - 1], weights=a, minlength=n_ctx)
+                dsum = np.bincount(context[n - 1], weights=disc, minlength=n_ctx)
             with np.errstate(invalid="ignore", divide="ignore"):
                 gamma_ctx = np.where(total > 0, dsum / total, 1.0)
             p = (a - disc) / total[context[n - 1]] + gamma_ctx[context[n - 1]] * prob[n - 2][suffix[n - 1]]
