@@ -164,6 +164,12 @@ def test_bad_model_files_give_a_clear_error(tiny_run, tmp_path, capsys):
     assert cli.main(["sample", "--model", str(tiny_run[0] / "release"), "--out", str(tmp_path / "o"),
                      "--label", "3"]) == 2
     assert "not class-conditional" in capsys.readouterr().err
+    assert cli.main(["sample", "--model", str(tiny_run[0] / "release"), "--out", str(tmp_path / "o"),
+                     "--label", "all"]) == 2
+    assert "not class-conditional" in capsys.readouterr().err
+    assert cli.main(["sample", "--model", str(tiny_run[0] / "release"), "--out", str(tmp_path / "o"),
+                     "--label", "seven"]) == 2
+    assert "--label takes a class number or `all`, not 'seven'" in capsys.readouterr().err
 
 
 def test_resume_mid_run_repeats_the_same_losses(tmp_path):

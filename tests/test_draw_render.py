@@ -4,12 +4,14 @@ frames, per-glimpse PNGs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from draw_fixtures import calm_model, tiny_config
 from PIL import Image
 
 from speechdraw.draw import render
 from speechdraw.draw.attention import Window
+from speechdraw.draw.sample import sample_by_label
 
 
 def red_mask(im: Image.Image) -> np.ndarray:
@@ -74,3 +76,18 @@ def test_reconstruction_frames_show_the_real_images_with_read_boxes(tmp_path):
     render.save_gif(frames, tmp_path / "recon.gif")
     with Image.open(tmp_path / "recon.gif") as gif:
         assert gif.n_frames == 5
+
+
+def test_per_label_grid_has_a_row_per_class_drawn_from_the_same_noise(tmp_path):
+    cfg = tiny_config(num_classes=3)
+    model = calm_model(cfg).eval()
+    out = sample_by_label(model, 4, seed=7, out_dir=tmp_path, scale=2)
+    assert out.images.shape == (12, 1, 12, 12)
+    with Image.open(out.files["png"]) as im:
+        assert im.size == render.grid_size(12, 12, 12, nrow=4, pad=2, scale=2)
+    for y in range(3):  # row y: label y under the seed's noise, exactly
+        alone = model.generate(4, labels=torch.full((4,), y), generator=torch.Generator().manual_seed(7)).images
+        assert torch.equal(out.images[4 * y:4 * (y + 1)], alone)
+    assert not torch.allclose(out.images[:4], out.images[4:8])  # the label changes the drawing
+    with pytest.raises(ValueError, match="not class-conditional"):
+        sample_by_label(calm_model(tiny_config()), 4)

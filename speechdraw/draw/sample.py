@@ -45,7 +45,7 @@ GIF_SCALE = 3  # GIF tiles are enlarged 3x so the attention boxes are visible
 @dataclass
 class Pictures:
     images: Tensor  # (N, C, H, W) in [0, 1]: the final canvases
-    trace: DrawTrace  # per-glimpse canvases (T, N, C, H, W) and windows
+    trace: DrawTrace | None  # per-glimpse canvases (T, N, C, H, W) and windows (None: sample_by_label)
     files: dict[str, Path | list[Path]] = field(default_factory=dict)  # what was written, by name
     bounds: Tensor | None = None  # (N,) negative ELBO of each reconstructed image, nats
 
@@ -124,6 +124,29 @@ def sample(model: Draw, num: int = 64, *, seed: int = 0, label: int | None = Non
         return render.canvas_frames(trace.canvases[:, :m], windows, cfg.write_n, scale=GIF_SCALE)
 
     _write_animation(out, out_dir, "samples", gif, frames, frame_list)
+    return out
+
+
+def sample_by_label(model: Draw, per_label: int = 8, *, seed: int = 0, out_dir: str | Path | None = None,
+                    scale: int = 2) -> Pictures:
+    """A class-conditional model's samples, `per_label` of each class: one row per label (0 at the top), every row
+    drawn from the same noise (seeded by seed), so the rows differ only by the label. With out_dir, writes
+    samples_by_label.png."""
+    k = model.cfg.num_classes
+    if not k:
+        _labels(model, 0, 1)  # raises: not class-conditional
+    if per_label < 1:
+        raise ValueError(f"--num (images per label) must be >= 1, got {per_label}")
+    labels = torch.arange(k, device=model.canvas0.device).repeat_interleave(per_label)  # (k * per_label,)
+    images = []
+    for y in range(k):  # the same generator state per row: the same z draws under every label
+        g = torch.Generator(device=model.canvas0.device).manual_seed(seed)
+        images.append(model.generate(per_label, labels=labels[y * per_label:(y + 1) * per_label], generator=g).images)
+    images = torch.cat(images)  # (k * per_label, C, H, W)
+    out = Pictures(images, None)
+    if out_dir is not None:
+        out.files["png"] = render.save_grid(images, Path(out_dir) / "samples_by_label.png", nrow=per_label,
+                                            scale=scale)
     return out
 
 
