@@ -127,3 +127,40 @@ def test_an_utterance_too_short_for_its_transcript_is_counted_in_the_metrics(tmp
     rows = read_metrics(run)
     assert rows[-1]["unalignable"] == 2  # once per epoch
     assert "utterances CTC could not align 2" in proc.stderr
+
+
+@needs_espeak
+def test_init_from_starts_a_fresh_run_from_a_checkpoint_or_a_release(tmp_path, corpus):
+    """--train.init_from: a fresh run (step 0, its own schedule) whose weights, EMA and global CMVN statistics are
+    those of the checkpoint (its EMA average) or release it names. At learning rate 0 nothing can move them, so they
+    must come out exactly as they went in."""
+    from speechdraw.engine.checkpoint import CheckpointManager
+    from speechdraw.engine.ema import checkpoint_weights
+
+    common = ["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(corpus), "--data.dev", str(corpus),
+              "--data.max_dev_utts", "2", "--features.cmvn", "global", "--train.epochs", "1",
+              "--train.ema_decay", "0.9", "--train.log_every", "1"]
+    run_script([*common, "--train.run_dir", str(tmp_path / "a")])  # one epoch: best.pt and release/
+    source = safe_load(tmp_path / "a" / "checkpoints" / "best.pt")
+    expected, which = checkpoint_weights(source)
+    assert which == "ema"
+    for name, init in (("from-ckpt", tmp_path / "a" / "checkpoints" / "best.pt"), ("from-release", tmp_path / "a" /
+                                                                                     "release")):
+        proc = run_script([*common, "--train.run_dir", str(tmp_path / name), "--train.max_steps", "2",
+                           "--train.lr", "0", "--train.init_from", str(init),
+                           "--data.stats_utts", "3"])  # statistics of its own would differ
+        assert f"initialised from {init}" in proc.stderr
+        state = safe_load(CheckpointManager(tmp_path / name / "checkpoints").list()[0][1])
+        assert state["loop"]["step"] == 2
+        for k, v in expected.items():
+            assert torch.equal(state["model"][k], v), k
+            if v.is_floating_point():
+                assert torch.equal(state["ema"]["shadow"][k], v.float()), k
+        got, want = state["extra"]["feature_stats"], source["extra"]["feature_stats"]
+        assert got.keys() == want.keys() and all(torch.equal(torch.as_tensor(got[k]), torch.as_tensor(want[k]))
+                                                 for k in want)
+    # Weights of another shape: one line naming the option, no traceback.
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "wrong"), "--model.hidden", "24",
+                       "--train.init_from", str(tmp_path / "a" / "release")], check=False)
+    assert proc.returncode != 0 and "--train.init_from" in proc.stderr and "do not fit" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -209,8 +209,13 @@ def main(argv=None):
     dev_data = SpeechDataset(dev_entries, tokens, cfg.features.sample_rate)
 
     # Global CMVN statistics: measured once on evenly spaced training utterances, then kept in every checkpoint.
+    init = ctx.init_extra or {}  # --train.init_from: the statistics its weights were trained with
     if ctx.resume_state is not None and ctx.resume_state["extra"].get("feature_stats") is not None:
         stats = FeatureStats.from_state(ctx.resume_state["extra"]["feature_stats"])
+    elif cfg.features.cmvn == "global" and init.get("feature_stats") is not None:
+        stats = FeatureStats.from_state(init["feature_stats"])
+    elif cfg.features.cmvn == "global" and init.get("release"):
+        stats = FeatureStats.load(Path(init["release"]) / "feature_stats.json")
     elif cfg.features.cmvn == "global":
         n = min(dc.stats_utts, len(train_data))
         picks = [round(i * (len(train_data) - 1) / max(n - 1, 1)) for i in range(n)]

@@ -50,6 +50,10 @@ class TrainConfig:
     ckpt_every: int = field(default=0, metadata={"help": "steps between checkpoints (0: end of each epoch only)"})
     keep_last: int = field(default=3, metadata={"help": "checkpoints kept besides best.pt"})
     resume: str = field(default="", metadata={"help": "'' fresh, 'auto' newest complete checkpoint, or a path"})
+    init_from: str = field(default="", metadata={
+        "help": "start a fresh run from these weights: a resume checkpoint (its EMA average when it kept one) or a "
+                "release directory of the same model; optimiser, schedule and data order start anew (fine-tuning). "
+                "A resumed run ignores it"})
     deterministic: bool = field(default=False, metadata={"help": "deterministic kernels (slower)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights for eval/release (0: off)"})
@@ -77,6 +81,8 @@ class RunContext:
     ckpt: CheckpointManager
     resume_state: dict | None = None
     resume_path: Path | None = None
+    init_weights: dict | None = None  # --train.init_from's weights, for a fresh run (restore() loads them)
+    init_extra: dict | None = None  # what else it holds: a checkpoint's "extra", or a release directory's path
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """Move to the device; DDP when distributed; torch.compile on request. Save from the raw module."""
@@ -113,6 +119,8 @@ def setup_run(cfg: TrainConfig, full_config=None) -> RunContext:
                          f"or choose another --train.run_dir")
     ctx = RunContext(cfg, info, device, Precision(cfg.precision, device), run_dir, ckpt)
     found = resolve_resume(cfg.resume, ckpt)
+    if found is None and cfg.init_from:
+        ctx.init_weights, ctx.init_extra = load_init(cfg.init_from)
     changed = {}
     if found is not None:
         ctx.resume_path, ctx.resume_state = found
@@ -174,12 +182,41 @@ def save_checkpoint(ctx: RunContext, state: dict, step: int, *, is_best: bool = 
     distributed.barrier()
 
 
+def load_init(path: str) -> tuple[dict, dict]:
+    """--train.init_from: (model weights, extra) from a resume checkpoint file (its EMA average when it kept one;
+    extra: the checkpoint's "extra", e.g. feature statistics) or a release directory (extra: {"release": dir})."""
+    from speechdraw.engine.checkpoint import CheckpointError, load_checkpoint
+    from speechdraw.engine.ema import checkpoint_weights
+    from speechdraw.engine.release import ReleaseError, load_release
+
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            return load_release(p).state_dict, {"release": str(p)}
+        state = load_checkpoint(p)
+    except (CheckpointError, ReleaseError, OSError) as e:
+        raise SystemExit(f"--train.init_from {path}: {e}") from None
+    weights, _ = checkpoint_weights(state)
+    return weights, dict(state.get("extra") or {})
+
+
 def restore(ctx: RunContext, state: dict | None, *, model: nn.Module, optimizer, scheduler=None, scaler=None,
             train_step: TrainStep | None = None, ema: EMA | None = None) -> dict | None:
-    """Load a resume checkpoint into the live objects (strict); returns its loop position, or None if fresh."""
-    if state is None:
-        return None
+    """Load a resume checkpoint into the live objects (strict); returns its loop position, or None if fresh. A fresh
+    run with --train.init_from starts from those weights (strict), its EMA too."""
     raw = getattr(getattr(model, "_orig_mod", model), "module", getattr(model, "_orig_mod", model))
+    if state is None:
+        if ctx.init_weights is not None:
+            try:
+                raw.load_state_dict(ctx.init_weights, strict=True)
+            except RuntimeError as e:
+                raise SystemExit(f"--train.init_from {ctx.cfg.init_from}: its weights do not fit this model "
+                                 f"({str(e).splitlines()[0]} ...)") from None
+            if ema is not None:
+                ema.load_state_dict({"decay": ema.decay, "updates": 0, "shadow": {
+                    k: v for k, v in raw.state_dict().items() if k in ema.shadow}})
+            ctx.print(f"initialised from {ctx.cfg.init_from}")
+        return None
     raw.load_state_dict(state["model"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     for obj, key in ((scheduler, "scheduler"), (scaler, "scaler"), (ema, "ema"), (train_step, "train_step")):
