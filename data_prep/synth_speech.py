@@ -28,6 +28,9 @@ What it writes under --out:
   test_phone.jsonl                     test's utterances through a phone call (8 kHz, 300-3400 Hz, mu-law or GSM), then
                                        MP3 (16-32 kbit/s) or Opus (12-24 kbit/s); each harder set's line records the
                                        source utterance, what was done (noise, snr_db, room, rt60, codecs) and its seed
+  dev_noisy.jsonl, dev_reverb.jsonl,   dev's utterances through the same kinds of channel, built from the training side
+  dev_phone.jsonl                      of speechdraw.asr.augment (its noise kinds and room sizes): choose models and
+                                       settings for robustness on these, never on the test sets
   lm_train.txt                         every corpus sentence except the dev/test ones (checked: zero overlap); written
                                        first, before any audio
   corpus.json                          hours, counts, synthesizers, accents and variants per split; the settings
@@ -103,7 +106,11 @@ DEFAULT_WPM = 175  # espeak-ng's default rate; flite / festival speak at duratio
 # test's utterances through a channel no training audio goes through: noise kinds and room sizes from the test side
 # of speechdraw.asr.augment (disjoint from the training side), telephone band and codecs.
 HARDER_SETS = ("test_noisy", "test_reverb", "test_phone")
-SPLITS = ("dev", "test", "test_accent", "test_voice", *HARDER_SETS, "train")  # each one manifest <split>.jsonl
+# dev's utterances through the same kinds of channel, but from the training side of augment (its noise kinds and room
+# sizes): for choosing models and settings for robustness without looking at a test set.
+DEV_HARDER_SETS = ("dev_noisy", "dev_reverb", "dev_phone")
+DEGRADED_SETS = (*HARDER_SETS, *DEV_HARDER_SETS)
+SPLITS = ("dev", "test", "test_accent", "test_voice", *HARDER_SETS, *DEV_HARDER_SETS, "train")  # <split>.jsonl each
 AUDIO_DIRS = (*SPLITS, "train_other")
 # test_phone: the call's own coding (augment.PHONE_CODECS, alternating), then a lossy codec for the recording of it
 LOSSY = {"mp3": (16, 24, 32), "opus": (12, 16, 24)}  # bit rates in kbit/s
@@ -212,10 +219,10 @@ def utterance(plan: Plan, splits: SentenceSplits, split: str, i: int) -> Utteran
 
 @dataclass(frozen=True)
 class Degraded:
-    """An utterance of a harder test set: the clean test utterance `source` through a channel."""
+    """An utterance of a harder set: the clean test (or dev) utterance `source` through a channel."""
 
     id: str
-    split: str  # one of HARDER_SETS
+    split: str  # one of DEGRADED_SETS
     source: Utterance
     channel: dict  # what was done to it, as the manifest line records it: noise and snr_db, rt60 ..., codecs
     seed: int  # of the numpy Generator that draws the noise samples, the RIR's details, the phone's codec noise
@@ -228,27 +235,31 @@ class Degraded:
 
 
 def degraded(plan: Plan, splits: SentenceSplits, split: str, i: int) -> Degraded:
-    """The i-th utterance of a harder test set: test's i-th utterance and a channel, a pure function of (seed, split,
-    i); the channel's sources are augment's test side (TEST_NOISE_KINDS, random_room(..., "test"))."""
+    """The i-th utterance of a harder set: test's (dev's, for dev_*) i-th utterance and a channel, a pure function of
+    (seed, split, i); the channel's sources are augment's test side (TEST_NOISE_KINDS, random_room(..., "test")) for
+    the test sets, its training side (TRAIN_NOISE_KINDS, training room sizes) for the dev sets."""
     rng = random.Random(f"{plan.seed}/{split}/{i}")
     seed = rng.getrandbits(63)
-    if split == "test_noisy":
+    if split not in DEGRADED_SETS:
+        raise ValueError(f"not a harder set: {split!r}")
+    base, kind = split.split("_")  # ("test" | "dev", "noisy" | "reverb" | "phone")
+    side, n = ("test", plan.test_utts) if base == "test" else ("train", plan.dev_utts)
+    if kind == "noisy":
         snr = plan.noisy_snrs[i % len(plan.noisy_snrs)]
-        channel: dict = {"noise": rng.choice(augment.TEST_NOISE_KINDS), "snr_db": snr}
-        if channel["noise"] in augment.BABBLE_KINDS:  # 3-7 other test utterances: voices never trained on
-            others = rng.sample(range(plan.test_utts - 1), min(rng.randint(3, 7), plan.test_utts - 1))
-            channel["talkers"] = [utterance(plan, splits, "test", j + (j >= i)).id for j in sorted(others)]
-    elif split == "test_reverb":
-        room = augment.random_room(np.random.default_rng(seed), "test")
+        kinds = augment.TEST_NOISE_KINDS if side == "test" else augment.TRAIN_NOISE_KINDS
+        channel: dict = {"noise": rng.choice(kinds), "snr_db": snr}
+        if channel["noise"] in augment.BABBLE_KINDS:  # 3-7 other utterances of the same set: held-out voices
+            others = rng.sample(range(n - 1), min(rng.randint(3, 7), n - 1))
+            channel["talkers"] = [utterance(plan, splits, base, j + (j >= i)).id for j in sorted(others)]
+    elif kind == "reverb":
+        room = augment.random_room(np.random.default_rng(seed), side)
         channel = {"room": [round(d, 2) for d in room], "rt60": round(rng.uniform(*plan.reverb_rt60), 3),
                    "distance": round(rng.uniform(*plan.reverb_distance), 2)}  # fmt: skip
-    elif split == "test_phone":
+    else:
         codec = rng.choice(sorted(LOSSY))
         channel = {"phone_codec": augment.PHONE_CODECS[i % len(augment.PHONE_CODECS)], "codec": codec,
                    "bitrate_kbps": rng.choice(LOSSY[codec])}  # fmt: skip
-    else:
-        raise ValueError(f"not a harder test set: {split!r}")
-    return Degraded(f"{split}-{i:06d}", split, utterance(plan, splits, "test", i), channel, seed)
+    return Degraded(f"{split}-{i:06d}", split, utterance(plan, splits, base, i), channel, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -364,11 +375,11 @@ def degrade(utt: Degraded, out: Path) -> np.ndarray:
     """The clean test utterance's audio through utt.channel -> (S,) float32, as long as the clean one."""
     clean = read_wave(audio_path(out, utt.source))  # (S,)
     rng, c = np.random.default_rng(utt.seed), utt.channel
-    if utt.split == "test_noisy":
-        talkers = [read_wave(out / "audio" / "test" / f"{t}.flac") for t in c.get("talkers", [])]
+    if utt.split.endswith("_noisy"):
+        talkers = [read_wave(out / "audio" / utt.source.split / f"{t}.flac") for t in c.get("talkers", [])]
         noise = augment.make_noise(c["noise"], len(clean), SAMPLE_RATE, rng, talkers or None)  # (S,) unit RMS
         wave = augment.mix_at_snr(clean, noise, c["snr_db"])
-    elif utt.split == "test_reverb":
+    elif utt.split.endswith("_reverb"):
         rir = augment.make_rir(rng, SAMPLE_RATE, c["rt60"], c["distance"], tuple(c["room"]))  # (K,)
         wave = augment.reverberate(clean, rir)
     else:
@@ -515,6 +526,11 @@ def build(args: argparse.Namespace) -> dict:
             synth.run(chosen[split])
             write_manifest(out / f"{split}.jsonl", [entry(out, u, synth.durations[u.id]) for u in chosen[split]])
             print(f"{split}: {plan.test_utts} utterances ({time.time() - t0:.0f} s)", flush=True)
+        for split in DEV_HARDER_SETS:  # dev's audio through the training side's channels
+            chosen[split] = [degraded(plan, splits, split, i) for i in range(plan.dev_utts)]
+            synth.run(chosen[split])
+            write_manifest(out / f"{split}.jsonl", [entry(out, u, synth.durations[u.id]) for u in chosen[split]])
+            print(f"{split}: {plan.dev_utts} utterances ({time.time() - t0:.0f} s)", flush=True)
         other_hours = args.hours * args.other_share
         chosen["train"] = (fill(synth, plan, splits, "train", args.hours - other_hours, args.jobs, t0)
                            + fill(synth, plan, splits, "train_other", other_hours, args.jobs, t0))  # fmt: skip
@@ -639,7 +655,7 @@ def summarize(
             "speakers": len({u.speaker for u in utts}),
             "by_voice": voice_counts(utts, durations),
         }
-        if split in HARDER_SETS:
+        if split in DEGRADED_SETS:
             per_split[split]["channel"] = channel_summary([u.channel for u in utts])
     return {
         "splits": per_split,

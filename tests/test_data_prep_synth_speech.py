@@ -142,7 +142,7 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     assert synth.main(argv) == 0
 
     manifests = {split: read_manifest(out / f"{split}.jsonl") for split in synth.SPLITS}
-    assert [len(manifests[s]) for s in synth.SPLITS if s != "train"] == [2] + [4] * 6
+    assert [len(manifests[s]) for s in synth.SPLITS if s != "train"] == [2] + [4] * 6 + [2] * 3
     assert sum(e.duration for e in manifests["train"]) >= 0.004 * 3600
     for split, entries in manifests.items():
         assert validate_manifest(out / f"{split}.jsonl", decode=True).ok
@@ -159,7 +159,7 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     # The split rules, checked on what was written.
     text = {split: {e.text for e in entries} for split, entries in manifests.items()}
     lm = set((out / "lm_train.txt").read_text().splitlines())
-    for held in ("dev", "test", "test_accent", "test_voice", *synth.HARDER_SETS):
+    for held in ("dev", "test", "test_accent", "test_voice", *synth.HARDER_SETS, *synth.DEV_HARDER_SETS):
         assert not text[held] & text["train"] and not text[held] & lm
     assert text["test_voice"] == text["test"]
     speakers = {split: {e.speaker for e in entries} for split, entries in manifests.items()}
@@ -174,6 +174,7 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
     accents = {split: {e.extra["voice"] for e in entries} for split, entries in manifests.items()}
     assert accents["test_accent"] == {"en-gb-scotland"} and "en-gb-scotland" not in accents["train"]
     check_harder_sets(manifests)
+    check_dev_harder_sets(manifests)
     summary = json.loads((out / "corpus.json").read_text())
     assert summary["splits"]["dev"]["utterances"] == 2
     assert summary["overlap_with_train_and_lm_text"]["test"] == {"train": 0, "lm_train": 0}
@@ -216,6 +217,28 @@ def test_build_small_corpus_end_to_end_and_resume(tmp_path, capsys):
         for e in entries:
             name = e.audio.rsplit("/", 1)[-1]
             assert (out / "audio" / split / name).read_bytes() == (sample / "audio" / split / name).read_bytes()
+
+
+def check_dev_harder_sets(manifests):
+    """dev_noisy / dev_reverb / dev_phone: dev's utterances through the training side's channels, not test's."""
+    dev = {e.audio.rsplit("/", 1)[-1].removesuffix(".flac"): e for e in manifests["dev"]}
+    for split in synth.DEV_HARDER_SETS:
+        for e in manifests[split]:
+            src = dev[e.extra["source"]]  # a dev utterance, not a test one
+            assert (e.text, e.speaker, e.duration) == (src.text, src.speaker, src.duration)
+            assert not np.allclose(sf.read(e.audio)[0], sf.read(src.audio)[0], atol=1e-3)
+    assert [e.extra["snr_db"] for e in manifests["dev_noisy"]] == [0, 5]
+    assert {e.extra["noise"] for e in manifests["dev_noisy"]} <= set(augment.TRAIN_NOISE_KINDS)
+    for e in manifests["dev_reverb"]:
+        lo, hi = zip(*augment.ROOM_SIZES["train"])
+        assert all(lo[k] - 0.01 <= e.extra["room"][k] <= hi[k] + 0.01 for k in range(3))
+    for e in manifests["dev_phone"]:
+        assert e.extra["phone_codec"] in augment.PHONE_CODECS and e.extra["codec"] in synth.LOSSY
+    # Every dev_noisy noise kind, babble included, draws its talkers from dev.
+    p = plan(dev_utts=40, test_utts=4)
+    s = synth.split_sentences([f"sentence number {i} has five words" for i in range(60)], p)
+    talkers = [t for i in range(40) for t in synth.degraded(p, s, "dev_noisy", i).channel.get("talkers", [])]
+    assert talkers and all(t.startswith("dev-") for t in talkers)
 
 
 def check_harder_sets(manifests):
