@@ -94,7 +94,7 @@ def test_asr_export_archive_loads_with_the_same_outputs(store, tmp_path):
                                                                   "test WER, beam + word n-gram": 0.0452}}]
     assert card["training_metrics"] == {"dev_cer": 0.5} and card["weights"]["stored_dtype"] == "float16"
     readme = (loaded.dir / "README.md").read_text()
-    assert "not trained on human speech" in readme and "test WER, beam + word n-gram: 0.0452" in readme
+    assert "not trained on a single human recording" in readme and "test WER, beam + word n-gram: 0.0452" in readme
 
     original = load_speech_release(release)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
