@@ -478,21 +478,26 @@ def entry(out: Path, utt: Utterance | Degraded, seconds: float) -> ManifestEntry
                          speaker=utt.speaker, extra=extra)  # fmt: skip
 
 
-def build(args: argparse.Namespace) -> dict:
-    t0 = time.time()
-    out: Path = args.out.expanduser().resolve()
+def plan_from_args(args: argparse.Namespace, sentences: list[str]) -> Plan:
+    """The settings that decide which utterance is which, for a build or a --sample of the same corpus."""
     if args.test_accent not in ACCENTS:
         raise SystemExit(f"--test-accent must be one of {', '.join(ACCENTS)}")
-    if not 0 <= args.other_share <= 1:
-        raise SystemExit(f"--other-share must be between 0 and 1, not {args.other_share}")
-    source = resolve_source(args.source, args.cache, args.fetch)
-    sentences = build_sentences(source, lines=args.lines)
-    plan = Plan(
+    return Plan(
         seed=args.seed, dev_utts=args.dev_utts, test_utts=args.test_utts, test_accent=args.test_accent,
         min_words=args.min_words, max_words=args.max_words, speed=tuple(args.speed), pitch=tuple(args.pitch),
         sentences_sha256=hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
         train_accents=tuple(a for a in ACCENTS if a != args.test_accent),
     )  # fmt: skip
+
+
+def build(args: argparse.Namespace) -> dict:
+    t0 = time.time()
+    out: Path = args.out.expanduser().resolve()
+    if not 0 <= args.other_share <= 1:
+        raise SystemExit(f"--other-share must be between 0 and 1, not {args.other_share}")
+    source = resolve_source(args.source, args.cache, args.fetch)
+    sentences = build_sentences(source, lines=args.lines)
+    plan = plan_from_args(args, sentences)
     splits = split_sentences(sentences, plan)
     print(f"{source}: {len(sentences)} sentences, {len(splits.train)} for train utterances, "
           f"{len(splits.lm)} for LM text", flush=True)
@@ -562,12 +567,7 @@ def build_sample(args: argparse.Namespace) -> dict:
     """--sample N: N seeded utterances of each evaluation set of the full corpus's plan (never dev or train)."""
     out: Path = args.out.expanduser().resolve()
     sentences = build_sentences(resolve_source(args.source, args.cache, args.fetch), lines=args.lines)
-    plan = Plan(
-        seed=args.seed, dev_utts=args.dev_utts, test_utts=args.test_utts, test_accent=args.test_accent,
-        min_words=args.min_words, max_words=args.max_words, speed=tuple(args.speed), pitch=tuple(args.pitch),
-        sentences_sha256=hashlib.sha256("\n".join(sentences).encode()).hexdigest(),
-        train_accents=tuple(a for a in ACCENTS if a != args.test_accent),
-    )  # fmt: skip
+    plan = plan_from_args(args, sentences)
     if not 0 < args.sample <= plan.test_utts:
         raise SystemExit(f"--sample must be between 1 and --test-utts ({plan.test_utts}), not {args.sample}")
     splits = split_sentences(sentences, plan)
@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sample of {summary['sample']} utterances per set (test indices {summary['indices']}): sentences and "
               "voices no model trained on this corpus has heard")
         return 0
-    summary = build(parse_args(argv))
+    summary = build(args)
     for split, s in summary["splits"].items():
         voices = ", ".join(f"{v} {c['utterances']}" for v, c in s["by_voice"].items())
         print(f"{split:12s} {s['utterances']:6d} utterances {s['hours']:7.2f} h  voices: {voices}  "
