@@ -14,6 +14,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def _cpu_bf16() -> str:
+    from speechdraw.engine.device import cpu_bf16
+    return cpu_bf16()
+
+
+# bf16 on the CPU needs oneDNN's bf16 kernels (AVX-512 or newer); elsewhere the engine refuses it (engine/device.py).
+needs_cpu_bf16 = pytest.mark.skipif(_cpu_bf16() == "none", reason="this CPU has no bf16 kernels (no AVX-512)")
+
+
 def subprocess_env(**extra) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

@@ -9,6 +9,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from conftest import needs_cpu_bf16
 from draw_fixtures import calm_model, reference_module, tiny_config
 
 from speechdraw.draw.model import (
@@ -290,6 +291,7 @@ def test_two_graphs_alive_at_once_keep_separate_gradient_buffers():
         torch.testing.assert_close(p.grad, expect[0][n] + expect[1][n], msg=n)
 
 
+@needs_cpu_bf16
 def test_bf16_autocast_runs_the_gemms_in_bf16_and_keeps_the_state_in_fp32():
     # The engine's --train.precision bf16 runs forward under autocast. DRAW then does its GEMMs in bf16 (3-4x faster
     # on a CPU with AVX512-BF16) but keeps LSTM cells, attention and the canvas (a sum of T writes) in fp32.

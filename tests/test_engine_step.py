@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import needs_cpu_bf16
 from torch import nn
 
 from speechdraw.engine.device import Precision
@@ -99,6 +100,7 @@ def _train(precision, steps=100):
     return losses, step
 
 
+@needs_cpu_bf16
 def test_bf16_autocast_trains_on_cpu():
     losses, step = _train("bf16")
     ref, _ = _train("fp32")
@@ -109,6 +111,7 @@ def test_bf16_autocast_trains_on_cpu():
     assert step.nonfinite_skips == 0
 
 
+@needs_cpu_bf16
 def test_loss_is_fp32_outside_autocast():
     seen = {}
 

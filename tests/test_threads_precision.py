@@ -4,17 +4,28 @@ set_threads, inference_precision) in `transcribe` and `sample`."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from asr_recipe_fixtures import needs_espeak
-from conftest import run_script
+from conftest import needs_cpu_bf16, run_script
 from transcribe_fixtures import SR, noise
 
+import speechdraw.engine.device as device_mod
 from speechdraw.asr.transcribe import Transcriber
-from speechdraw.engine.device import default_threads, inference_precision, resolve_device, set_threads
+from speechdraw.engine.device import (
+    Precision,
+    cpu_bf16,
+    cpu_flags,
+    default_threads,
+    inference_precision,
+    resolve_device,
+    resolve_precision,
+    set_threads,
+)
 
 
 def test_default_threads_follow_the_affinity_mask():
@@ -34,7 +45,11 @@ def test_default_threads_follow_the_affinity_mask():
 
 def test_precision_and_device_checks():
     cpu = torch.device("cpu")
-    assert inference_precision("bf16", cpu).dtype == torch.bfloat16
+    if cpu_bf16() == "none":
+        with pytest.raises(ValueError, match="bf16 on this CPU: oneDNN has no bfloat16 kernels"):
+            inference_precision("bf16", cpu)
+    else:
+        assert inference_precision("bf16", cpu).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         inference_precision("fp16", cpu)
     with pytest.raises(ValueError, match="unknown precision"):
@@ -56,6 +71,27 @@ def test_bad_precision_or_threads_is_a_one_line_error_in_both_commands(tmp_path)
         assert proc.returncode == 2 and "--threads must be >= 0" in proc.stderr
 
 
+def test_auto_precision_is_bf16_only_where_the_hardware_computes_in_it(monkeypatch):
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    assert Precision("auto", cpu).name == ("bf16" if cpu_bf16() == "native" else "fp32")
+    # the same decision for the other kinds of CPU, by their /proc/cpuinfo flags
+    for flags, expected in [({"avx2", "avx512f", "avx512_bf16"}, "bf16"), ({"avx2", "amx_bf16"}, "bf16"),
+                            ({"fp", "asimd", "bf16"}, "bf16"), ({"avx2", "fma"}, "fp32"), (set(), "fp32")]:
+        monkeypatch.setattr(device_mod, "cpu_flags", lambda flags=flags: flags)
+        assert resolve_precision("auto", cpu) == expected, flags
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    flags = cpu_flags()
+    if Path("/proc/cpuinfo").exists():
+        assert flags and ("sse2" in flags or "asimd" in flags or "fp" in flags), sorted(flags)[:10]
+    assert cpu_bf16() in ("native", "emulated", "none")
+    if "avx2" in flags and "avx512f" not in flags:
+        assert cpu_bf16() == "none"  # oneDNN's bf16 kernels need AVX-512
+
+
+@needs_cpu_bf16
 @needs_espeak
 def test_bf16_transcribes_like_fp32(release, pieces, tmp_path):
     """bf16 autocast really changes the arithmetic (the log-probabilities move) but not the transcripts."""

@@ -114,12 +114,12 @@ PRESETS = {
             "data": {"max_seconds": 160.0, "max_dev_utts": 300},
             "augment": AUGMENT,
             # One DataLoader worker runs the augmentation on the second core while training runs on the first.
-            "train": {"epochs": 20, "precision": "bf16", "warmup_steps": 400, "ckpt_every": 100, "num_workers": 1}},
+            "train": {"epochs": 20, "precision": "auto", "warmup_steps": 400, "ckpt_every": 100, "num_workers": 1}},
     # Real corpora on GPUs: wider and deeper, 30 ms frames.
     "gpu": {"model": {"hidden": 320, "layers": 5, "stack": 3, "dropout": 0.2},
             "data": {"max_seconds": 600.0, "max_duration": 35.0},
             "augment": AUGMENT,
-            "train": {"epochs": 40, "precision": "bf16", "lr": 1e-3, "warmup_steps": 1500, "ckpt_every": 1000,
+            "train": {"epochs": 40, "precision": "auto", "lr": 1e-3, "warmup_steps": 1500, "ckpt_every": 1000,
                       "num_workers": 4}},
 }
 
@@ -228,7 +228,7 @@ def main(argv=None):
     ctx.print(f"model: {raw.num_params() / 1e6:.2f} M parameters, {cfg.model.layers} x {cfg.model.hidden} "
               f"bidirectional {cfg.model.cell}, "
               f"{cfg.model.stack * cfg.features.hop_ms:.0f} ms steps; {ctx.dist.world_size} rank(s) on {ctx.device}, "
-              f"{tc.precision}")
+              f"{ctx.precision.name}")
     model = ctx.wrap(raw)
     optimizer = torch.optim.AdamW(raw.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sampler = BucketBatchSampler(durations(entries), max_total=dc.max_seconds, num_buckets=dc.num_buckets,

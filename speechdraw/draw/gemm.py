@@ -21,7 +21,10 @@ import os
 import torch
 from torch import Tensor
 
+from speechdraw.engine.device import cpu_bf16
+
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_ONEDNN_BF16 = cpu_bf16() != "none"
 _CHOICE: dict[tuple, str] = {}  # (dtype, M, K, N) -> "blas" or "onednn"
 
 
@@ -42,7 +45,10 @@ KERNELS = {"blas": _blas, "onednn": _onednn}
 
 
 def _usable(dtype: torch.dtype, device: torch.device) -> bool:
-    return _ONEDNN is not None and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
+    """oneDNN's op runs fp32 on any CPU, bf16 only where oneDNN has bf16 kernels (AVX-512 and newer)."""
+    if _ONEDNN is None or device.type != "cpu":
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and _ONEDNN_BF16)
 
 
 def cpu_vendor() -> str:

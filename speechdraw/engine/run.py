@@ -36,7 +36,9 @@ class TrainConfig:
     run_dir: str = field(default="runs/default", metadata={"help": "directory for checkpoints, metrics and config"})
     seed: int = field(default=0, metadata={"help": "base seed; rank r uses seed + r for dropout/augmentation"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N or mps"})
-    precision: str = field(default="fp32", metadata={"help": "fp32, bf16 (autocast) or fp16 (autocast + GradScaler)"})
+    precision: str = field(default="fp32", metadata={
+        "help": "fp32, bf16 (autocast), fp16 (autocast + GradScaler) or auto (bf16 where the hardware has it, else "
+                "fp32 on CPU, fp16 on older GPUs; speechdraw/engine/device.py)"})
     epochs: int = field(default=10, metadata={"help": "number of epochs"})
     max_steps: int = field(default=0, metadata={"help": "stop after this many optimiser steps (0: no limit)"})
     accum_steps: int = field(default=1, metadata={"help": "batches accumulated per optimiser step (per rank)"})
@@ -63,8 +65,8 @@ class TrainConfig:
                                                                 "before every rank stops with an error (torchrun)"})
 
     def __post_init__(self):
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"train.precision must be fp32, bf16 or fp16, got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "fp16", "auto"):
+            raise ValueError(f"train.precision must be fp32, bf16, fp16 or auto, got {self.precision!r}")
         if self.accum_steps < 1:
             raise ValueError("train.accum_steps must be >= 1")
         if self.lr_decay not in ("cosine", "linear", "none"):
@@ -131,6 +133,7 @@ def setup_run(cfg: TrainConfig, full_config=None) -> RunContext:
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(run_dir, full_config if full_config is not None else cfg, world_size=info.world_size,
+                              precision=ctx.precision.name,  # what "auto" resolved to on this machine
                               resumed_from=str(ctx.resume_path) if ctx.resume_path else None,
                               changed_on_resume={k: list(v) for k, v in changed.items()})
     distributed.barrier()
