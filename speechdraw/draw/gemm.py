@@ -3,8 +3,9 @@
 torch sends a CPU fp32 matmul to MKL's sgemm. On AMD processors MKL runs an AVX2 code path even where the CPU has
 AVX-512, while oneDNN (which torch also ships, and already uses for bf16) runs AVX-512 kernels: measured on an AMD
 EPYC with AVX-512 (one thread, bench/results/draw_speed.json: gemm_gflop_per_s_at_step_shapes), the step's fp32 GEMMs
-ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were within a few percent. So the rule is:
-fp32 on an AMD CPU -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a timing: a kernel
+ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were within a few percent. On an AMD EPYC
+with AVX2 only, MKL was the faster one (the step's shapes took 1.21x longer in oneDNN, one thread). So the rule is:
+fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a timing: a kernel
 picked by timing can differ from one process to the next on a busy machine, the two kernels round differently, and a
 resumed run would then no longer repeat the uninterrupted one bit for bit (tests/test_draw_recipe.py checks it).
 
@@ -21,7 +22,7 @@ import os
 import torch
 from torch import Tensor
 
-from speechdraw.engine.device import cpu_bf16
+from speechdraw.engine.device import cpu_bf16, cpu_flags
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 _ONEDNN_BF16 = cpu_bf16() != "none"
@@ -65,7 +66,7 @@ def cpu_vendor() -> str:
 
 def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> str:
     """The kernel for a (M, K) @ (K, N) GEMM of this dtype: forced by SPEECHDRAW_GEMM, else oneDNN for fp32 on an AMD
-    CPU and torch's matmul otherwise (the module docstring says why); remembered per shape for choices()."""
+    CPU with AVX-512 and torch's matmul otherwise (the module docstring says why); remembered per shape for choices()."""
     forced = os.environ.get("SPEECHDRAW_GEMM", "auto")
     if forced not in ("auto", "blas", "onednn"):
         raise ValueError(f"SPEECHDRAW_GEMM must be auto, blas or onednn, got {forced!r}")
@@ -75,7 +76,8 @@ def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> 
         return forced
     key = (dtype, m, k, n)
     if key not in _CHOICE:
-        _CHOICE[key] = "onednn" if dtype == torch.float32 and cpu_vendor() == "AuthenticAMD" else "blas"
+        amd512 = cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()
+        _CHOICE[key] = "onednn" if dtype == torch.float32 and amd512 else "blas"
     return _CHOICE[key]
 
 
