@@ -5,8 +5,8 @@ AVX-512, while oneDNN (which torch also ships, and already uses for bf16) runs A
 EPYC with AVX-512 (one thread, bench/results/draw_speed.json: gemm_gflop_per_s_at_step_shapes), the step's fp32 GEMMs
 ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were within a few percent. On an AMD EPYC
 with AVX2 only, MKL was the faster one (the step's shapes took 1.21x longer in oneDNN, one thread). So the rule is:
-fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a timing: a kernel
-picked by timing can differ from one process to the next on a busy machine, the two kernels round differently, and a
+fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a
+timing: a kernel picked by timing can differ from one process to the next on a busy machine, the two kernels round differently, and a
 resumed run would then no longer repeat the uninterrupted one bit for bit (tests/test_draw_recipe.py checks it).
 
     linear(a, w, bias)   bias + a @ w^T, a (M, K), w (N, K), bias (N,) or (M, N) or None -> (M, N)
@@ -66,7 +66,8 @@ def cpu_vendor() -> str:
 
 def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> str:
     """The kernel for a (M, K) @ (K, N) GEMM of this dtype: forced by SPEECHDRAW_GEMM, else oneDNN for fp32 on an AMD
-    CPU with AVX-512 and torch's matmul otherwise (the module docstring says why); remembered per shape for choices()."""
+    CPU with AVX-512 and torch's matmul otherwise (the module docstring says why); remembered per shape for
+    choices()."""
     forced = os.environ.get("SPEECHDRAW_GEMM", "auto")
     if forced not in ("auto", "blas", "onednn"):
         raise ValueError(f"SPEECHDRAW_GEMM must be auto, blas or onednn, got {forced!r}")
