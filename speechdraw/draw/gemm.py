@@ -7,7 +7,8 @@ ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were wi
 with AVX2 only, MKL was the faster one (the step's shapes took 1.21x longer in oneDNN, one thread). So the rule is:
 fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a
 timing: a kernel picked by timing can differ from one process to the next on a busy machine, the two kernels round
-differently, and a resumed run would then no longer repeat the uninterrupted one bit for bit (tests/test_draw_recipe.py checks it).
+differently, and a resumed run would then no longer repeat the uninterrupted one bit for bit
+(tests/test_draw_recipe.py checks it).
 
     linear(a, w, bias)   bias + a @ w^T, a (M, K), w (N, K), bias (N,) or (M, N) or None -> (M, N)
 
