@@ -1,5 +1,6 @@
 """ASR training speed on this machine: audio seconds per second, fraction of the CPU's matmul throughput, fp32 vs bf16
-autocast, bucketed vs unbucketed batches, with vs without the cpu preset's waveform augmentation, and the real-time
+autocast (bf16 only where the CPU has bf16 kernels; the other variants in the precision the cpu preset's "auto" picks
+here, `main_precision`), bucketed vs unbucketed batches, with vs without the cpu preset's waveform augmentation, and the real-time
 factor of greedy decoding.
 
 Training steps are the recipe's: real batches from the synthetic corpus (waveforms -> log-mel on the device ->
@@ -38,7 +39,7 @@ from speechdraw.asr.features import FeatureConfig, FeatureExtractor, compute_sta
 from speechdraw.asr.manifest import read_manifest  # noqa: E402
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig, ctc_loss_sum  # noqa: E402
 from speechdraw.asr.text import TokenSet  # noqa: E402
-from speechdraw.engine.device import Precision  # noqa: E402
+from speechdraw.engine.device import Precision, cpu_bf16, resolve_precision  # noqa: E402
 from speechdraw.engine.sampler import BucketBatchSampler, eval_batches  # noqa: E402
 from speechdraw.engine.step import TrainStep  # noqa: E402
 
@@ -88,12 +89,16 @@ def main():
     batches = {k: s.global_batches(1)[:args.batches + 1] for k, s in samplers.items()}
     batches["augmented"] = batches["bucketed"]
 
+    # The precision the cpu preset trains in here ("auto"), and bf16 beside fp32 where this CPU has bf16 kernels.
+    cpu = torch.device("cpu")
+    main_prec = resolve_precision("auto", cpu)
+    precs = ("fp32", "bf16") if cpu_bf16() != "none" else ("fp32",)
     models, steps = {}, {}
-    for prec in ("fp32", "bf16"):
+    for prec in precs:
         torch.manual_seed(0)
         models[prec] = AcousticModel(mcfg)
         opt = torch.optim.AdamW(models[prec].parameters(), lr=1e-4)
-        steps[prec] = TrainStep(models[prec], opt, Precision(prec, torch.device("cpu")),
+        steps[prec] = TrainStep(models[prec], opt, Precision(prec, cpu),
                                 forward=lambda m, b: m(b[0], b[1]),
                                 loss_fn=lambda out, b: ctc_loss_sum(out[0], out[1], b[2], b[3]), clip_norm=5.0)
 
@@ -107,7 +112,8 @@ def main():
         dt = time.perf_counter() - t0
         return dt, float(b.wave_lens.sum()) / 16_000, mcfg.output_frames(feats.shape[1]) * feats.shape[0]
 
-    variants = [("bucketed", "bf16"), ("bucketed", "fp32"), ("unbucketed", "bf16"), ("augmented", "bf16")]
+    variants = [("bucketed", main_prec), ("unbucketed", main_prec), ("augmented", main_prec)]
+    variants += [("bucketed", p) for p in precs if p != main_prec]
     for v, p in variants:  # warm-up: oneDNN builds its kernels on first use
         run(v, p, batches[v][0])
     timings = {vp: [] for vp in variants}
@@ -115,13 +121,14 @@ def main():
         for v, p in variants:
             timings[(v, p)].append(run(v, p, batches[v][i]))
 
-    flops = {"fp32": gemm_flops(torch.float32), "bf16": gemm_flops(torch.bfloat16)}
-    fwd = models["bf16"].flops_per_step()
+    flops = {p: gemm_flops(torch.float32 if p == "fp32" else torch.bfloat16) for p in precs}
+    fwd = models[main_prec].flops_per_step()
     figures = {"model": f"{args.layers} x {args.hidden} BiLSTM, {args.stack * 10} ms steps, "
-                        f"{models['bf16'].num_params() / 1e6:.2f} M params",
+                        f"{models[main_prec].num_params() / 1e6:.2f} M params",
+               "cpu_bf16": cpu_bf16(), "main_precision": main_prec,
                "batch_padded_seconds": args.max_seconds, "timed_batches_per_variant": args.batches,
                "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-               "gemm_gflops_fp32": round(flops["fp32"] / 1e9, 1), "gemm_gflops_bf16": round(flops["bf16"] / 1e9, 1),
+               **{f"gemm_gflops_{p}": round(flops[p] / 1e9, 1) for p in precs},
                "padding_fraction_bucketed": round(padding["bucketed"], 4),
                "padding_fraction_unbucketed": round(padding["unbucketed"], 4)}
     for (v, p), rows in timings.items():
@@ -133,24 +140,25 @@ def main():
         figures[f"{key}_median_step_s"] = round(statistics.median(r[0] for r in rows), 3)
         figures[f"{key}_model_gflops"] = round(model_flops / secs / 1e9, 2)
         figures[f"{key}_fraction_of_gemm"] = round(model_flops / secs / flops[p], 3)
-    figures["bf16_speedup_vs_fp32"] = round(figures["bucketed_bf16_audio_s_per_s"]
-                                            / figures["bucketed_fp32_audio_s_per_s"], 2)
-    figures["augmented_slowdown_vs_bucketed"] = round(figures["bucketed_bf16_audio_s_per_s"]
-                                                      / figures["augmented_bf16_audio_s_per_s"], 2)
-    figures["bucketed_speedup_vs_unbucketed"] = round(figures["bucketed_bf16_audio_s_per_s"]
-                                                      / figures["unbucketed_bf16_audio_s_per_s"], 2)
+    if "bf16" in precs:
+        figures["bf16_speedup_vs_fp32"] = round(figures["bucketed_bf16_audio_s_per_s"]
+                                                / figures["bucketed_fp32_audio_s_per_s"], 2)
+    figures["augmented_slowdown_vs_bucketed"] = round(figures[f"bucketed_{main_prec}_audio_s_per_s"]
+                                                      / figures[f"augmented_{main_prec}_audio_s_per_s"], 2)
+    figures["bucketed_speedup_vs_unbucketed"] = round(figures[f"bucketed_{main_prec}_audio_s_per_s"]
+                                                      / figures[f"unbucketed_{main_prec}_audio_s_per_s"], 2)
 
     # Greedy decoding real-time factor on dev utterances (features + model + best path; audio decoding excluded).
     dev = SpeechDataset(read_manifest(Path(args.corpus) / "dev.jsonl")[:args.decode_utts], tokens)
-    model = models["bf16"].eval()
-    for prec in ("bf16", "fp32"):
+    model = models[main_prec].eval()
+    for prec in precs:
         compute, audio = 0.0, 0.0
         for idx in eval_batches(durations(dev.entries), max_total=600.0):
             b = collate([dev[i] for i in idx])
             t0 = time.perf_counter()
             with torch.no_grad():
                 feats, lens = frontend(b.waves, b.wave_lens)
-                with Precision(prec, torch.device("cpu")).autocast():
+                with Precision(prec, cpu).autocast():
                     lp, ol = model(feats, lens)
                 greedy_decode(lp, ol, tokens)
             compute += time.perf_counter() - t0

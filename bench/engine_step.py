@@ -25,7 +25,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import parse_bench_args, write_record  # noqa: E402
 
-from speechdraw.engine.device import Precision  # noqa: E402
+from speechdraw.engine.device import Precision, cpu_bf16  # noqa: E402
 from speechdraw.engine.step import TrainStep  # noqa: E402
 
 
@@ -75,7 +75,8 @@ def main():
         return float(loss.detach())
 
     steps = {"hand": hand_step}
-    for name, precision in (("engine_fp32", "fp32"), ("engine_bf16", "bf16")):
+    bf16 = cpu_bf16() != "none"  # oneDNN's LSTM has no bf16 kernel without AVX-512 (speechdraw/engine/device.py)
+    for name, precision in (("engine_fp32", "fp32"), ("engine_bf16", "bf16"))[:2 if bf16 else 1]:
         model, opt = make()
         ts = TrainStep(model, opt, Precision(precision, cpu), forward=lambda m, b: m(b[0]), loss_fn=loss_fn,
                        clip_norm=1.0)
@@ -96,9 +97,10 @@ def main():
         "reps": args.reps,
         "hand_s_per_step": round(med["hand"], 4),
         "engine_fp32_s_per_step": round(med["engine_fp32"], 4),
-        "engine_bf16_s_per_step": round(med["engine_bf16"], 4),
+        "engine_bf16_s_per_step": round(med["engine_bf16"], 4) if bf16 else None,
         "engine_overhead_ratio": round(med["engine_fp32"] / med["hand"], 3),
-        "bf16_speedup_vs_fp32": round(med["engine_fp32"] / med["engine_bf16"], 3),
+        "bf16_speedup_vs_fp32": round(med["engine_fp32"] / med["engine_bf16"], 3) if bf16 else None,
+        "cpu_bf16": cpu_bf16(),  # none: bf16 not measured, this CPU has no bf16 kernels
         "hand_min_max_s": [round(min(times["hand"]), 4), round(max(times["hand"]), 4)],
         "engine_fp32_min_max_s": [round(min(times["engine_fp32"]), 4), round(max(times["engine_fp32"]), 4)],
     }
