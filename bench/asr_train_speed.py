@@ -1,7 +1,7 @@
 """ASR training speed on this machine: audio seconds per second, fraction of the CPU's matmul throughput, fp32 vs bf16
 autocast (bf16 only where the CPU has bf16 kernels; the other variants in the precision the cpu preset's "auto" picks
-here, `main_precision`), bucketed vs unbucketed batches, with vs without the cpu preset's waveform augmentation, and the real-time
-factor of greedy decoding.
+here, `main_precision`), bucketed vs unbucketed batches, with vs without the cpu preset's waveform augmentation, and
+the real-time factor of greedy decoding.
 
 Training steps are the recipe's: real batches from the synthetic corpus (waveforms -> log-mel on the device ->
 SpecAugment -> BiLSTM-CTC -> engine TrainStep with AdamW and clipping). Variants are interleaved batch by batch so
