@@ -34,7 +34,8 @@ counterparts (its training and validation images are a shuffled pick of all 60,0
 model trained that way on the paper's test set with recipes/draw/evaluate.py --data NPZ.
 --train.precision bf16 runs the GEMMs in bf16 (state, attention and canvas stay fp32; validation is always fp32):
 faster per step on a CPU with AVX512-BF16 or AMX (see recipes/draw/README.md), refused on one with no AVX-512 (where
-it is emulated, several times slower than fp32). --train.precision auto picks bf16 only where the CPU or GPU computes in it.
+it is emulated, several times slower than fp32). --train.precision auto picks bf16 only where the CPU or GPU computes
+in it.
 """
 
 from __future__ import annotations
