@@ -35,7 +35,7 @@ from speechdraw.asr.model import AcousticModel, AcousticModelConfig
 from speechdraw.asr.text import TokenSet, token_set
 from speechdraw.engine.config import from_dict, to_dict
 from speechdraw.engine.ema import checkpoint_weights
-from speechdraw.engine.release import ReleaseError, load_release, save_release
+from speechdraw.engine.release import ReleaseError, load_release, save_release, weights_file
 
 KIND = "asr"
 DECODER_FILE, LM_FILE, LEXICON_FILE, RESCORER_DIR = "decoder.json", "lm.arpa", "lexicon.txt", "rnnlm"
@@ -228,7 +228,7 @@ def add_decoder(release_dir: str | os.PathLike, cfg: BeamConfig, *, base_dir: st
         if Path(rnnlm).resolve() != (out / RESCORER_DIR).resolve():
             shutil.rmtree(out / RESCORER_DIR, ignore_errors=True)
             (out / RESCORER_DIR).mkdir()
-            for f in ("model.pt", "config.json", "vocab.txt"):
+            for f in (weights_file(rnnlm).name, "config.json", "vocab.txt"):  # a shipped one has safetensors
                 shutil.copyfile(Path(rnnlm) / f, out / RESCORER_DIR / f)
     if cfg.rescore_weight and not (out / RESCORER_DIR).is_dir():
         raise ValueError(f"rescore_weight {cfg.rescore_weight} needs an LSTM LM (rnnlm) in {out}")

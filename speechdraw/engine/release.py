@@ -104,6 +104,12 @@ def save_release(out_dir: str | os.PathLike, state_dict: dict, model_config: dic
     return out
 
 
+def weights_file(release_dir: str | os.PathLike) -> Path:
+    """A release's weights: model.safetensors (released archives) where it has one, else model.pt."""
+    d = Path(release_dir)
+    return d / "model.safetensors" if (d / "model.safetensors").is_file() else d / "model.pt"
+
+
 def load_release(path: str | os.PathLike, *, kind: str | None = None, map_location="cpu") -> Release:
     """Read a release directory (or its model.pt / config.json); errors name the path and what is wrong."""
     p = Path(path)
@@ -114,7 +120,7 @@ def load_release(path: str | os.PathLike, *, kind: str | None = None, map_locati
     if not p.is_dir():
         raise ReleaseError(f"{p}: a model is a release directory with model.pt and config.json, not a single file")
     cfg_path = p / "config.json"
-    weights_path = p / "model.safetensors" if (p / "model.safetensors").is_file() else p / "model.pt"
+    weights_path = weights_file(p)
     for f in (cfg_path, weights_path):
         if not f.is_file():
             raise ReleaseError(f"{p}: not a speechdraw release: {f.name} is missing")
