@@ -180,3 +180,21 @@ def test_tune_decoder_recipe_writes_what_evaluate_reproduces(files, tmp_path):
     again = tune.main(args)  # second run: log-probabilities from the cache, same search
     pick = lambda r: [(h["lm_weight"], h["word_score"], h["wer"], h["cer"]) for h in r["lexicon"]["history"]]  # noqa: E731
     assert pick(again) == pick(report)
+
+
+def test_add_decoder_takes_the_rnnlm_of_a_shipped_archive(files, tmp_path):
+    """An archive stores rnnlm/ weights as model.safetensors (speechdraw/models.py): tune_decoder.py --rnnlm on a
+    shipped model's rnnlm/ must copy that file, not look for model.pt."""
+    from safetensors.torch import save_file
+
+    shipped = tmp_path / "shipped-rnnlm"
+    shutil.copytree(files / "rnnlm", shipped)
+    sd = torch.load(shipped / "model.pt", weights_only=True)
+    save_file({k: v.half().contiguous() for k, v in sd.items()}, str(shipped / "model.safetensors"))
+    (shipped / "model.pt").unlink()
+    release = tmp_path / "release"
+    shutil.copytree(files / "acoustic", release)
+    add_decoder(release, BeamConfig(lexicon="words.lex", lm="word3.arpa", rescore_weight=0.5), base_dir=files,
+                rnnlm=shipped)
+    assert {p.name for p in (release / "rnnlm").iterdir()} == {"model.safetensors", "config.json", "vocab.txt"}
+    assert load_speech_release(release).rescorer_dir == (release / "rnnlm").resolve()
