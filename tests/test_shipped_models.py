@@ -1,7 +1,8 @@
 """The models shipped in models/: each archive is what models/registry.json says (size and sha256), all of them
-together fit in 40 MB, and the default speech model, found by name with no --model in an empty cache, transcribes
+together fit in 40 MB; the default speech model, found by name with no --model in an empty cache, transcribes
 held-out speech: sentences of the synthetic corpus's test split (never in its training audio or its LM text) spoken by
-an espeak-ng voice variant that no training utterance uses."""
+an espeak-ng voice variant that no training utterance uses; the default DRAW model draws with no --model and scores
+held-out test digits near its recorded bound."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
+import pytest
 import soundfile as sf
+import torch
 from asr_fixtures import prep
 from asr_recipe_fixtures import needs_espeak
-from conftest import REPO, subprocess_env
+from conftest import REPO, SHARED, subprocess_env
+from PIL import Image
 
 from speechdraw import models
 from speechdraw.asr.metrics import ErrorRates
+from speechdraw.draw.bounds import elbo_bound
+from speechdraw.draw.data import load_binarized_mnist
 
 REGISTRY = REPO / "models" / "registry.json"
 # 2 of these 48 words were wrong when the model shipped (4.2% WER); greedy decoding alone, without the shipped
@@ -34,6 +41,7 @@ def test_archives_are_what_the_registry_says_and_fit_in_40_mb():
     registry = json.loads(REGISTRY.read_text())
     shipped = {m["name"]: m for m in registry["models"] if m.get("shipped")}
     assert registry["defaults"]["asr"] in shipped  # `speechdraw transcribe talk.wav` works after install
+    assert registry["defaults"]["draw"] in shipped  # and `speechdraw sample --out pics`
     total = 0
     for m in shipped.values():
         path = REGISTRY.parent / m["shipped"]
@@ -66,3 +74,33 @@ def test_the_default_speech_model_transcribes_held_out_speech(tmp_path):
     for ref, hyp in zip(HELD_OUT, hyps):
         rates.add(ref, hyp)
     assert rates.wer <= BOUND, (rates.wer, hyps)
+
+
+NPZ = SHARED / "data" / "binarized_mnist" / "binarized_mnist.npz"
+# The shipped DRAW model's negative ELBO on a seeded random 500 of the paper's test images (the test set is sorted by
+# class: never its first N) was 101.78 +- 1.30 nats when it shipped (99.30 on all 10,000); an untrained model scores
+# about 540, the tiny preset about 110.
+DRAW_BOUND = 105.0
+
+
+def test_the_default_draw_model_draws_without_model_and_scores_held_out_digits(tmp_path, monkeypatch):
+    env = subprocess_env(XDG_CACHE_HOME=str(tmp_path / "cache"))  # empty cache: the shipped archive is unpacked
+    env.pop("SPEECHDRAW_MODELS", None)
+    proc = subprocess.run([sys.executable, "-m", "speechdraw", "sample", "--out", str(tmp_path / "pics"), "--num", "16",
+                           "--gif", "--gif-num", "4"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    pngs, gifs = sorted((tmp_path / "pics").glob("*.png")), sorted((tmp_path / "pics").glob("*.gif"))
+    assert len(pngs) == 1 and len(gifs) == 1, sorted(p.name for p in (tmp_path / "pics").iterdir())
+    with Image.open(pngs[0]) as grid:
+        pixels = np.asarray(grid.convert("L"), dtype=np.float32) / 255
+    assert 0.05 < pixels.mean() < 0.5  # strokes on a blank page, not an empty or a filled grid
+    with Image.open(gifs[0]) as gif:
+        assert gif.n_frames >= 64  # one frame per glimpse of the paper's T = 64
+    if not NPZ.exists():
+        pytest.skip(f"{NPZ} is missing")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("SPEECHDRAW_MODELS", raising=False)
+    model = models.load_model(None, kind="draw")
+    torch.manual_seed(0)
+    result = elbo_bound(model, load_binarized_mnist(NPZ).test, max_images=500, subset_seed=0, seed=0)
+    assert result["images"] == 500 and result["bound"] <= DRAW_BOUND, result
