@@ -26,8 +26,8 @@ from speechdraw.draw.bounds import elbo_bound
 from speechdraw.draw.data import load_binarized_mnist
 
 REGISTRY = REPO / "models" / "registry.json"
-# 2 of these 48 words were wrong when the first augmented model shipped (4.2% WER); greedy decoding alone, without the shipped
-# decoder's word LM, gets ~37% wrong on the test set, an untrained model nearly all.
+# 2 of these 48 words were wrong when the first augmented model shipped (4.2% WER); greedy decoding alone, without the
+# shipped decoder's word LM, gets ~30-37% wrong on the test set, an untrained model nearly all.
 BOUND = 0.15
 HELD_OUT = [  # test split of data_prep/synth_speech.py (seed 0, 1,000 dev and test sentences): held out of training
     "for as many as are of the works of the law are under a curse",
