@@ -65,7 +65,9 @@ def test_every_input_case_cli(release, pieces, tmp_path):
         "a/x.wav": (p[0].text, 0.1), "a/x.flac": (p[1].text, 0.1), "b/x.wav": (p[2].text, 0.1),  # shared stems
         "a/x.wav.flac": (p[12].text, 0.1),  # its stem is x.wav: the name a/x.wav's outputs keep
         "pcm24.wav": (p[3].text, 0.1), "float.wav": (p[4].text, 0.1), "stereo48k.wav": (p[5].text, 0.1),
-        "pcm8.wav": (p[6].text, 0.5), "vorbis.ogg": (p[7].text, 0.25), "layer3.mp3": (p[8].text, 0.25),
+        # 8-bit PCM's quantisation noise: the fixture's tiny model read 0.526 on an AVX2-only EPYC (its weights differ
+        # by host: MKL's code path); a misread unsigned byte format gives noise, CER near 1
+        "pcm8.wav": (p[6].text, 0.6), "vorbis.ogg": (p[7].text, 0.25), "layer3.mp3": (p[8].text, 0.25),
         "tel8k.wav": (p[9].text, None), "silence.wav": (None, None),
     }
     sf.write(str(src / "a/x.wav"), padded(p[0]), SR, subtype="PCM_16")
