@@ -27,7 +27,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo ("flags" on x86, "Features" on Arm); empty where there is none."""
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
     except OSError:
         return frozenset()
     for line in text.splitlines():
