@@ -23,7 +23,7 @@ import os
 import torch
 from torch import Tensor
 
-from speechdraw.engine.device import cpu_bf16, cpu_flags
+from speechdraw.engine.device import cpu_bf16, cpu_flags, cpu_vendor
 
 _ONEDNN = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 _ONEDNN_BF16 = cpu_bf16() != "none"
@@ -51,18 +51,6 @@ def _usable(dtype: torch.dtype, device: torch.device) -> bool:
     if _ONEDNN is None or device.type != "cpu":
         return False
     return dtype == torch.float32 or (dtype == torch.bfloat16 and _ONEDNN_BF16)
-
-
-def cpu_vendor() -> str:
-    """The CPU's vendor_id from /proc/cpuinfo ("AuthenticAMD", "GenuineIntel", ...; "" where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def choose(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> str:

@@ -24,18 +24,29 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo ("flags" on x86, "Features" on Arm); empty where there is none."""
+def _cpuinfo() -> dict[str, str]:
+    """/proc/cpuinfo's fields of the first CPU listed (empty where there is no such file), read once."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
-            text = f.read()
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep:
+                    fields.setdefault(key.strip(), value.strip())
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        pass
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo ("flags" on x86, "Features" on Arm); empty where there is none."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor_id from /proc/cpuinfo ("AuthenticAMD", "GenuineIntel", ...; "" where it cannot be read)."""
+    return _cpuinfo().get("vendor_id", "")
 
 
 def cpu_bf16() -> str:
