@@ -100,6 +100,19 @@ def target_table(targets: dict) -> list[str]:
     return out
 
 
+def is_row_list(v) -> bool:
+    """A list of at least two flat dicts (one per run, size, epoch ...): shown as a table of its own."""
+    return (isinstance(v, list) and len(v) >= 2 and all(isinstance(x, dict) for x in v)
+            and not any(isinstance(y, dict) for x in v for y in x.values()))
+
+
+def row_table(name: str, rows: list[dict]) -> list[str]:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = [f"\n`{name}`:\n", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(_fmt(row[c]) if c in row else "" for c in columns) + " |" for row in rows]
+    return out
+
+
 def render(records: list[dict]) -> str:
     out = [HEADER]
     for r in records:
@@ -122,11 +135,14 @@ def render(records: list[dict]) -> str:
         figures, withdrawn = split_withdrawn(r.get("figures", {}))
         if figures and not r.get("withdrawn"):
             sets = {k: v for k, v in figures.items() if is_set_figure(v)}
+            rows = {k: v for k, v in figures.items() if is_row_list(v)}
             targets = figures.get("targets") if isinstance(figures.get("targets"), dict) else {}
             out.append("\n| figure | value |\n|---|---|")
             for k, v in figures.items():
-                if k not in sets and not (k == "targets" and targets):
+                if k not in sets and k not in rows and not (k == "targets" and targets):
                     out.append(f"| {k} | {_fmt(v)} |")
+            for k, v in rows.items():
+                out += row_table(k, v)
             if sets:
                 out += set_tables(sets)
             if targets:

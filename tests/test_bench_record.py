@@ -119,3 +119,12 @@ def test_benchmarks_md_renders_withdrawn_figures_as_withdrawn():
     whole = dict(base, figures={}, withdrawn={"reason": "measured from a resumed run", "figures": {"ppl": 69.9}})
     md = make_benchmarks_md.render([whole])
     assert "measured from a resumed run" in md and "| figure | value |" not in md and "69.9" not in md
+
+
+def test_a_list_of_runs_is_rendered_as_a_table_of_its_own():
+    r = {"name": "scaling", "title": "t", "git_commit": "abc", "dirty": False,
+         "figures": {"order": 4, "runs": [{"words": 1000, "seconds": 1.5}, {"words": 10000, "skipped": "too big"}]}}
+    md = make_benchmarks_md.render([r])
+    assert "| words | seconds | skipped |" in md
+    assert "| 1000 | 1.5 |  |" in md and "| 10000 |  | too big |" in md
+    assert "| runs |" not in md and "| order | 4 |" in md
