@@ -182,6 +182,23 @@ def test_tune_decoder_recipe_writes_what_evaluate_reproduces(files, tmp_path):
     assert pick(again) == pick(report)
 
 
+def test_several_dev_manifests_are_interleaved_one_sentence_one_condition(tmp_path):
+    """--manifest dev,dev_noisy,...: utterance i is entry i of manifest i mod k, so the conditions share the tuning set
+    equally and no sentence is heard twice; the shortest manifest bounds it, --max-utts cuts it."""
+    tune = recipe("tune_decoder")
+    paths = []
+    for cond, n in (("clean", 5), ("noisy", 5), ("phone", 4)):
+        path = tmp_path / f"dev_{cond}.jsonl"
+        path.write_text("".join(json.dumps({"audio": f"{cond}{i}.wav", "duration": 1.0, "text": f"sentence {i}"})
+                                + "\n" for i in range(n)))
+        paths.append(str(path))
+    picked = [(Path(e.audio).name, e.text) for e in tune.dev_entries(paths, 0)]
+    assert picked == [("clean0.wav", "sentence 0"), ("noisy1.wav", "sentence 1"), ("phone2.wav", "sentence 2"),
+                      ("clean3.wav", "sentence 3")]
+    assert [Path(e.audio).name for e in tune.dev_entries(paths, 2)] == ["clean0.wav", "noisy1.wav"]
+    assert [Path(e.audio).name for e in tune.dev_entries(paths[:1], 3)] == ["clean0.wav", "clean1.wav", "clean2.wav"]
+
+
 def test_add_decoder_takes_the_rnnlm_of_a_shipped_archive(files, tmp_path):
     """An archive stores rnnlm/ weights as model.safetensors (speechdraw/models.py): tune_decoder.py --rnnlm on a
     shipped model's rnnlm/ must copy that file, not look for model.pt."""

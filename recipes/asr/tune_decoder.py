@@ -6,6 +6,10 @@
         --cache ~/speechdraw-runs/lm/dev-logprobs.pt
     # quicker, on part of dev, into a copy of the release:
     python recipes/asr/tune_decoder.py --model REL --out REL-lm --max-utts 200 --lexicon ... --word-lm ...
+    # on every listening condition of the synthetic corpus at once (50 utterances each, 200 different sentences):
+    D=~/speechdraw-runs/data/synth
+    python recipes/asr/tune_decoder.py --model REL --out REL-lm --max-utts 200 --lexicon ... --word-lm ... \
+        --manifest $D/dev.jsonl,$D/dev_noisy.jsonl,$D/dev_reverb.jsonl,$D/dev_phone.jsonl
 
 What it searches (coordinate search: one weight at a time over its grid, the others held at their best, repeated
 until a round changes nothing or --rounds is reached), each point one beam-search decoding of the dev set scored by
@@ -63,11 +67,23 @@ class DevSet:
     am_seconds: float = 0.0  # features + acoustic model compute time
 
 
-def compute_dev(asr, manifest: str, max_utts: int, cache: str | None) -> DevSet:
-    """Acoustic log-probabilities of the first max_utts utterances (0: all), from the cache when it matches."""
-    entries = read_manifest(manifest)[: max_utts or None]
+def dev_entries(manifests: list[str], max_utts: int) -> list:
+    """The first max_utts utterances (0: all) of one manifest, or of several interleaved by position: utterance i is
+    entry i of manifest i mod k. Conditions of one corpus (dev, dev_noisy, dev_reverb, dev_phone: entry i of each is
+    the same sentence) then share the tuning set equally, each sentence heard once, under one condition."""
+    lists = [read_manifest(m) for m in manifests]
+    if len(lists) == 1:
+        entries = lists[0]
+    else:
+        entries = [lists[i % len(lists)][i] for i in range(min(len(m) for m in lists))]
+    return entries[: max_utts or None]
+
+
+def compute_dev(asr, manifests: list[str], max_utts: int, cache: str | None) -> DevSet:
+    """Acoustic log-probabilities of the tuning utterances (dev_entries), from the cache when it matches."""
+    entries = dev_entries(manifests, max_utts)
     key = {"model": str(Path(asr.dir).resolve()), "created": asr.config.get("created", ""),
-           "manifest": str(Path(manifest).resolve()), "utterances": len(entries)}
+           "manifest": ",".join(str(Path(m).resolve()) for m in manifests), "utterances": len(entries)}
     if cache and Path(cache).is_file():
         data = safe_load(cache)
         if data.get("key") == key:
@@ -179,7 +195,9 @@ def floats(text: str) -> list[float]:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="speech release directory (required)")
-    ap.add_argument("--manifest", default=f"{SYNTH}/dev.jsonl", help=f"dev manifest (default: {SYNTH}/dev.jsonl)")
+    ap.add_argument("--manifest", default=f"{SYNTH}/dev.jsonl", help=f"dev manifest, or several comma-separated, "
+                    f"interleaved (utterance i from manifest i mod k; e.g. dev,dev_noisy,dev_reverb,dev_phone: every "
+                    f"condition equally) (default: {SYNTH}/dev.jsonl)")
     ap.add_argument("--max-utts", type=int, default=0, help="tune on the first N utterances (default: 0 = all)")
     ap.add_argument("--out", default=None, help="release to write the decoder into (default: --model itself; "
                     "another directory gets a copy of the acoustic release first)")
@@ -215,13 +233,13 @@ def main(argv=None) -> dict:
     if args.write != "best" and not (args.word_lm if args.write == "lexicon" else args.char_lm):
         ap.error(f"--write {args.write} needs that mode's LM")
     torch.set_num_threads(args.threads)
-    manifest = os.path.expanduser(args.manifest)
+    manifests = [os.path.expanduser(m) for m in args.manifest.split(",") if m.strip()]
     path = lambda p: str(Path(os.path.expanduser(p)).resolve()) if p else ""  # noqa: E731
 
     asr = load_speech_release(args.model)
-    dev = compute_dev(asr, manifest, args.max_utts, os.path.expanduser(args.cache) if args.cache else None)
+    dev = compute_dev(asr, manifests, args.max_utts, os.path.expanduser(args.cache) if args.cache else None)
     greedy = [greedy_decode(lp[None], torch.tensor([lp.shape[0]]), asr.tokens)[0].text for lp in dev.log_probs]
-    report: dict = {"model": str(args.model), "manifest": manifest, "utterances": len(dev.texts),
+    report: dict = {"model": str(args.model), "manifest": ",".join(manifests), "utterances": len(dev.texts),
                     "audio_hours": dev.seconds / 3600, "am_rtf": dev.am_seconds / max(dev.seconds, 1e-9),
                     "greedy": error_rates(dev.texts, greedy)}
     print(f"greedy: WER {100 * report['greedy']['wer']:.2f}% CER {100 * report['greedy']['cer']:.2f}%")
