@@ -144,7 +144,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         found, skipped = load_sets(Path(args.corpus), args.sets.split(","), args.max_utts, args.subset_seed, Path(tmp))
         for ts in found:
-            dev = tune.compute_dev(asr, str(ts.manifest), 0, None)
+            dev = tune.compute_dev(asr, [str(ts.manifest)], 0, None)
             rows, texts = {}, {}
 
             hyps, s = decode_rows(lambda x, n: greedy_decode(x, n, asr.tokens), dev.log_probs)
