@@ -323,6 +323,22 @@ def test_streamed_counting_with_a_tiny_memory_budget_gives_the_same_arpa(tmp_pat
         assert streamed.stats["raw_ngrams"] == whole.stats["raw_ngrams"]
 
 
+def test_arpa_written_block_by_block_is_the_same_file_and_reads_back(tmp_path):
+    """write_arpa formats a few n-grams at a time (memory for a block, not an order): blocks of 7 lines give the bytes
+    one block per order gives, every n-gram's text is its units followed down the context rows, and the file reads
+    back to the same tables."""
+    lm = train_ngram(zipf_corpus(600, vocab=400, seed=4), NGramConfig(order=4, prune=(0, 0, 1)))
+    one = lm.write_arpa(tmp_path / "one.arpa", block=10**9)
+    small = lm.write_arpa(tmp_path / "small.arpa", block=7)
+    assert one.read_bytes() == small.read_bytes()
+    back = NGramLM.read_arpa(small)
+    for n in range(1, 5):
+        texts = lm.ngram_texts(n)
+        assert texts == back.ngram_texts(n) and len(texts) == lm.counts[n - 1] > 7
+        assert [" ".join(lm.vocab[u] for u in row) for row in lm.ngram_units(n, slice(3, 9)).tolist()] == texts[3:9]
+        np.testing.assert_allclose(back.tables[n - 1].log10p, lm.tables[n - 1].log10p, atol=1e-6)
+
+
 def test_vocabulary_limit_counts_the_other_words_as_unk(tmp_path):
     sentences = zipf_corpus(1500, vocab=800, seed=2)
     counts = Counter(w for s in sentences for w in s.split())

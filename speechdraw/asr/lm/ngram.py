@@ -299,18 +299,26 @@ class NGramLM:
 
     # ---- ARPA
 
-    def ngram_texts(self, n: int) -> list[str]:
-        """The stored n-grams of order n as space-separated units, in table order."""
-        texts = list(self.vocab)
-        for k in range(2, n + 1):
-            keys = self.tables[k - 1].keys
-            v = len(self.vocab)
-            ctx, unit = (keys // v).tolist(), (keys % v).tolist()
-            texts = [f"{texts[c]} {self.vocab[u]}" for c, u in zip(ctx, unit)]
-        return texts
+    def ngram_units(self, n: int, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(R, n) unit ids of the order-n n-grams at `rows` of its table, first unit first (context rows followed
+        down the lower tables: no text of a lower order is built)."""
+        v = len(self.vocab)
+        keys = self.tables[n - 1].keys[rows]
+        out = np.empty((len(keys), n), dtype=np.int64)
+        for k in range(n, 1, -1):  # the last unit, then the context's last unit one order down ...
+            out[:, k - 1] = keys % v
+            keys = self.tables[k - 2].keys[keys // v]
+        out[:, 0] = keys
+        return out
 
-    def write_arpa(self, path: str | Path) -> Path:
-        """Write the model as an ARPA file (log10 values, 7 significant digits: KenLM stores float32 anyway)."""
+    def ngram_texts(self, n: int, rows: np.ndarray | slice = slice(None)) -> list[str]:
+        """The stored n-grams of order n (at `rows`; default all) as space-separated units, in table order."""
+        vocab = self.vocab
+        return [" ".join([vocab[u] for u in units]) for units in self.ngram_units(n, rows).tolist()]
+
+    def write_arpa(self, path: str | Path, block: int = 1 << 18) -> Path:
+        """Write the model as an ARPA file (log10 values, 7 significant digits: KenLM stores float32 anyway). Lines
+        are formatted `block` n-grams at a time, so writing needs memory for one block, not for a whole order."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
@@ -320,13 +328,15 @@ class NGramLM:
                 f.write(f"ngram {n}={len(t)}\n")
             for n, t in enumerate(self.tables, start=1):
                 f.write(f"\n\\{n}-grams:\n")
-                texts = self.ngram_texts(n)
-                p = [_fmt(x) for x in t.log10p.tolist()]
-                if n < self.order:
-                    bo = [_fmt(x) for x in t.log10bo.tolist()]
-                    f.writelines(f"{a}\t{b}\t{c}\n" for a, b, c in zip(p, texts, bo))
-                else:
-                    f.writelines(f"{a}\t{b}\n" for a, b in zip(p, texts))
+                for start in range(0, len(t), block):
+                    rows = slice(start, start + block)
+                    texts = self.ngram_texts(n, rows)
+                    p = [_fmt(x) for x in t.log10p[rows].tolist()]
+                    if n < self.order:
+                        bo = [_fmt(x) for x in t.log10bo[rows].tolist()]
+                        f.writelines(f"{a}\t{b}\t{c}\n" for a, b, c in zip(p, texts, bo))
+                    else:
+                        f.writelines(f"{a}\t{b}\n" for a, b in zip(p, texts))
             f.write("\n\\end\\\n")
         tmp.replace(path)
         return path
@@ -622,14 +632,14 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
         v, n_max = len(vocab), cfg.order
         chunk_units = (memory // 128) if memory is not None else len(stream.data)
 
-        # ---- count: for every order, the distinct n-grams, their raw counts, context row and suffix row.
+        # ---- count: for every order, the distinct n-grams, their raw counts and suffix rows. What an n-gram holds
+        # is what the estimate cannot recompute cheaply: its context row and unit are keys // v and keys % v, made
+        # where needed (held for every n-gram they would cost 16 of the ~130 bytes each).
         raw = [np.bincount(remap, weights=stream.counts, minlength=v).astype(np.int64)]
         top: _TopOrder | None = None  # set when the highest order is pruned while it is counted
-        context = [np.zeros(v, dtype=np.int64)]  # unigrams have the empty context
-        unit = [np.arange(v, dtype=np.int64)]
         suffix = [np.zeros(v, dtype=np.int64)]
         starts_bos = [np.arange(v) == BOS_ID]
-        keys_of = [unit[0]]  # keys_of[n - 1]: sorted keys of the order-n table
+        keys_of = [np.arange(v, dtype=np.int64)]  # keys_of[n - 1]: sorted keys of the order-n table
         spilled = 0
         for n in range(2, n_max + 1):
             runs = _RunMerger(None if memory is None else memory // 2, tmp, f"order{n}")
@@ -661,10 +671,10 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
                 keys, counts = runs.result()
             keys_of.append(keys)
             raw.append(counts.astype(np.int64))
-            context.append(keys // v)
-            unit.append(keys % v)
-            suffix.append(suffix_of(context[-1], unit[-1]))
-            starts_bos.append(starts_bos[n - 2][context[-1]])
+            ctx = keys // v
+            suffix.append(suffix_of(ctx, keys - ctx * v))
+            starts_bos.append(starts_bos[n - 2][ctx])
+            del ctx
         n_sentences, n_units = len(stream.lengths), int(stream.lengths.sum())
         del stream
 
@@ -679,11 +689,15 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
             a = np.where(starts_bos[n - 1], raw[n - 1], a)
         adjusted.append(a)
     adjusted[0][BOS_ID] = 0  # <s> is never predicted: no mass, no count-of-counts
+    # Raw counts are needed from here on only for pruning (raw count <= threshold) and the stats.
+    keep = [np.ones(v, dtype=bool)] + [raw[n - 1] > cfg.threshold(n) for n in range(2, n_max + 1)]
+    n_raw, oov_tokens = [len(r) for r in raw], int(raw[0][UNK_ID])
+    del raw, starts_bos
 
     # ---- discounts and interpolated probabilities, bottom up.
     stats: dict = {"units": cfg.units, "order": n_max, "vocab_size": v, "sentences": n_sentences,
-                   "tokens": n_units - 2 * n_sentences, "oov_tokens": int(raw[0][UNK_ID]),
-                   "raw_ngrams": [len(r) for r in raw[:-1]] + [top.distinct if top else len(raw[-1])],
+                   "tokens": n_units - 2 * n_sentences, "oov_tokens": oov_tokens,
+                   "raw_ngrams": n_raw[:-1] + [top.distinct if top else n_raw[-1]],
                    "spilled_runs": spilled,
                    "count_of_counts": [], "discounts": [], "fallback_orders": []}
     prob: list[np.ndarray] = []  # prob[n - 1][row]: interpolated p(unit | context) of each order-n n-gram
@@ -696,7 +710,7 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
             stats["fallback_orders"].append(n)
         stats["count_of_counts"].append(coc)
         stats["discounts"].append([float(x) for x in d])
-        disc = np.select([a == 0, a == 1, a == 2], [0.0, d[0], d[1]], default=d[2])
+        disc = np.array([0.0, *d])[np.minimum(a, 3)]  # by adjusted count: 0 -> 0, 1 -> D1, 2 -> D2, 3+ -> D3+
         if n == 1:
             total = a.sum()
             g = disc.sum() / total
@@ -705,27 +719,37 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
             stats["unigram_gamma"] = float(g)
         else:
             n_ctx = len(prob[n - 2])
+            ctx = keys_of[n - 1] // v
             if top and n == n_max:  # sums over every n-gram of the order, the pruned ones included
                 total, dsum = top.total.astype(np.float64), np.asarray(d) @ top.by_count.astype(np.float64)
             else:
-                total = np.bincount(context[n - 1], weights=a, minlength=n_ctx)
-                dsum = np.bincount(context[n - 1], weights=disc, minlength=n_ctx)
+                total = np.bincount(ctx, weights=a, minlength=n_ctx)
+                dsum = np.bincount(ctx, weights=disc, minlength=n_ctx)
             with np.errstate(invalid="ignore", divide="ignore"):
                 gamma_ctx = np.where(total > 0, dsum / total, 1.0)
-            p = (a - disc) / total[context[n - 1]] + gamma_ctx[context[n - 1]] * prob[n - 2][suffix[n - 1]]
+            # p = (a - disc) / total[ctx] + gamma_ctx[ctx] * prob[n - 2][suffix], in place (same values, less memory)
+            p = a - disc
+            del disc
+            p /= total[ctx]
+            lower = prob[n - 2][suffix[n - 1]]
+            lower *= gamma_ctx[ctx]
+            p += lower
+            del lower, ctx
+        adjusted[n - 1] = None  # done with: its order's probabilities are made
         prob.append(p)
 
-    # ---- prune (raw counts <= threshold), closing over prefixes and suffixes of what is kept.
-    keep = [np.ones(v, dtype=bool)] + [raw[n - 1] > cfg.threshold(n) for n in range(2, n_max + 1)]
+    # ---- prune (raw counts <= threshold: `keep`), closing over prefixes and suffixes of what is kept.
     for n in range(n_max, 1, -1):
-        keep[n - 2][context[n - 1][keep[n - 1]]] = True
+        keep[n - 2][keys_of[n - 1][keep[n - 1]] // v] = True
         keep[n - 2][suffix[n - 1][keep[n - 1]]] = True
     keep[0][:] = True
     new_row = [np.cumsum(k) - 1 for k in keep]
 
     # ---- tables with back-off weights re-derived so every context's distribution sums to one.
+    kept_keys = [keys_of[n - 1][keep[n - 1]] for n in range(1, n_max + 1)]
     kept_p = [prob[n - 1][keep[n - 1]] for n in range(1, n_max + 1)]
-    kept_ctx = [new_row[n - 2][context[n - 1][keep[n - 1]]] if n > 1 else None for n in range(1, n_max + 1)]
+    del prob
+    kept_ctx = [new_row[n - 2][kept_keys[n - 1] // v] if n > 1 else None for n in range(1, n_max + 1)]
     kept_suf = [new_row[n - 2][suffix[n - 1][keep[n - 1]]] if n > 1 else None for n in range(1, n_max + 1)]
     log10bo = []
     for n in range(1, n_max + 1):
@@ -741,7 +765,7 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
         log10bo.append(np.log10(num / den))
     tables = []
     for n in range(1, n_max + 1):
-        keys = unit[0] if n == 1 else kept_ctx[n - 1] * v + unit[n - 1][keep[n - 1]]
+        keys = kept_keys[0] if n == 1 else kept_ctx[n - 1] * v + kept_keys[n - 1] % v
         with np.errstate(divide="ignore"):
             lp = np.log10(kept_p[n - 1])
         if n == 1:
