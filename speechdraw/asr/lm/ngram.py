@@ -606,7 +606,7 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
     Counting streams: the text is tokenised once into a unit stream, then each order is counted chunk by chunk into
     sorted runs that are merged (spilled to files in `tmp_dir` when they outgrow `memory` bytes). `memory` bounds
     what grows with the text (the unit stream, chunks and runs in memory); the distinct n-grams themselves, with
-    their counts and probabilities, are held in memory (about 130 bytes each at 100 M words; prune to keep them
+    their counts and probabilities, are held in memory (about 90 bytes each at 100 M words; prune to keep them
     small). When the highest order is pruned, only its surviving n-grams are held: the rest are summed block by
     block as the sorted runs merge (count-of-counts, per-context totals, continuation counts), giving exactly the
     model that estimating everything and then pruning gives. Whatever `memory`, the counts, and so the model, are
