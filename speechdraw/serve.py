@@ -30,6 +30,7 @@ import io
 import json
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -349,9 +350,15 @@ def make_server(app: App, host: str = "127.0.0.1", port: int = 8000, quiet: bool
     return Server(app, host, port, quiet)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def serve(app: App, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> None:
-    """Serve until Ctrl-C, then clean up."""
+    """Serve until Ctrl-C or SIGTERM (what `kill`, systemd and `docker stop` send), then clean up."""
     server = make_server(app, host, port, quiet)
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     print(f"speechdraw serve: {server.url} (speech: {app.asr.name or app.asr.error}; DRAW: "
           f"{app.draw_model.name or app.draw_model.error}); Ctrl-C stops", file=sys.stderr, flush=True)
     try:
@@ -361,3 +368,5 @@ def serve(app: App, host: str = "127.0.0.1", port: int = 8000, quiet: bool = Fal
     finally:
         server.server_close()
         app.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

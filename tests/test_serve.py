@@ -214,14 +214,19 @@ def test_concurrent_requests_all_succeed_with_the_same_answers(server, files):
     assert len(texts) == 1 and len(gifs) == 1
 
 
-def test_the_command_serves_until_interrupted_and_cleans_up(files, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_command_serves_until_interrupted_and_cleans_up(files, tmp_path, stop):
+    """Ctrl-C in a terminal, or SIGTERM (kill, systemd, docker stop): the server exits 0 and removes its temp dir.
+    The child gets a terminal's default SIGINT (a shell running the suite in the background hands its children
+    SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
     env = subprocess_env(TMPDIR=str(tmp))
     proc = subprocess.Popen([sys.executable, "-m", "speechdraw", "serve", "--model", str(files["speech"]),
                              "--draw-model", str(files["draw"]), "--port", "0", "--quiet", "--device", "cpu",
                              "--max-upload-mb", "0.5"],
-                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         line = proc.stderr.readline()
         assert line.startswith("speechdraw serve: http://127.0.0.1:"), line
@@ -239,8 +244,12 @@ def test_the_command_serves_until_interrupted_and_cleans_up(files, tmp_path):
         server_tmp = [p for p in tmp.iterdir() if p.name.startswith("speechdraw-serve-")]
         assert len(server_tmp) == 1 and list(server_tmp[0].iterdir()) == []
     finally:
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=30)
+        proc.send_signal(stop)
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave a server behind
+            raise
     assert rc == 0, proc.stderr.read()
     assert [p for p in tmp.iterdir() if p.name.startswith("speechdraw-serve-")] == []  # removed on exit
 
