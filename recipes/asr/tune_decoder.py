@@ -72,10 +72,7 @@ def dev_entries(manifests: list[str], max_utts: int) -> list:
     entry i of manifest i mod k. Conditions of one corpus (dev, dev_noisy, dev_reverb, dev_phone: entry i of each is
     the same sentence) then share the tuning set equally, each sentence heard once, under one condition."""
     lists = [read_manifest(m) for m in manifests]
-    if len(lists) == 1:
-        entries = lists[0]
-    else:
-        entries = [lists[i % len(lists)][i] for i in range(min(len(m) for m in lists))]
+    entries = [lists[i % len(lists)][i] for i in range(min(len(m) for m in lists))]  # one manifest: all of it
     return entries[: max_utts or None]
 
 

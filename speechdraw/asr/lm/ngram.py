@@ -634,7 +634,7 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
 
         # ---- count: for every order, the distinct n-grams, their raw counts and suffix rows. What an n-gram holds
         # is what the estimate cannot recompute cheaply: its context row and unit are keys // v and keys % v, made
-        # where needed (held for every n-gram they would cost 16 of the ~130 bytes each).
+        # where needed (held for every n-gram they would cost 16 bytes each).
         raw = [np.bincount(remap, weights=stream.counts, minlength=v).astype(np.int64)]
         top: _TopOrder | None = None  # set when the highest order is pruned while it is counted
         suffix = [np.zeros(v, dtype=np.int64)]
@@ -738,19 +738,22 @@ def train_ngram(sentences: Iterable[str], cfg: NGramConfig, memory: int | None =
         adjusted[n - 1] = None  # done with: its order's probabilities are made
         prob.append(p)
 
-    # ---- prune (raw counts <= threshold: `keep`), closing over prefixes and suffixes of what is kept.
+    # ---- prune (raw counts <= threshold: `keep`), closing over prefixes and suffixes of what is kept. Top down, so
+    # an order's mask is final when it is read; its kept keys and suffix rows are taken once, here.
+    kept_keys: list[np.ndarray] = [keys_of[0]] * n_max
+    kept_suffix: list[np.ndarray | None] = [None] * n_max
     for n in range(n_max, 1, -1):
-        keep[n - 2][keys_of[n - 1][keep[n - 1]] // v] = True
-        keep[n - 2][suffix[n - 1][keep[n - 1]]] = True
+        kept_keys[n - 1], kept_suffix[n - 1] = keys_of[n - 1][keep[n - 1]], suffix[n - 1][keep[n - 1]]
+        keep[n - 2][kept_keys[n - 1] // v] = True
+        keep[n - 2][kept_suffix[n - 1]] = True
     keep[0][:] = True
     new_row = [np.cumsum(k) - 1 for k in keep]
 
     # ---- tables with back-off weights re-derived so every context's distribution sums to one.
-    kept_keys = [keys_of[n - 1][keep[n - 1]] for n in range(1, n_max + 1)]
     kept_p = [prob[n - 1][keep[n - 1]] for n in range(1, n_max + 1)]
     del prob
     kept_ctx = [new_row[n - 2][kept_keys[n - 1] // v] if n > 1 else None for n in range(1, n_max + 1)]
-    kept_suf = [new_row[n - 2][suffix[n - 1][keep[n - 1]]] if n > 1 else None for n in range(1, n_max + 1)]
+    kept_suf = [new_row[n - 2][kept_suffix[n - 1]] if n > 1 else None for n in range(1, n_max + 1)]
     log10bo = []
     for n in range(1, n_max + 1):
         if n == n_max:
