@@ -385,3 +385,23 @@ def test_each_gemm_kernel_gives_the_reference_loss_and_gradients_in_fp32(kernel,
     ref_params = dict(ref.named_parameters())
     for name, p in model.named_parameters():
         torch.testing.assert_close(p.grad, ref_params[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_an_unconditional_state_dict_starts_a_conditional_model_that_ignores_its_label():
+    plain = calm_model(tiny_config(), seed=4)
+    cond = Draw(tiny_config(num_classes=10))
+    widened = cond.label_columns_added(plain.state_dict())
+    cond.load_state_dict(widened, strict=True)
+    for cell in ("encoder", "decoder"):
+        w = getattr(cond, cell).weight_ih
+        assert w[:, -10:].abs().max() == 0 and torch.equal(w[:, :-10], getattr(plain, cell).weight_ih)
+    x = (torch.rand(3, 1, 12, 12) < 0.3).float()
+    eps = torch.randn(plain.cfg.steps, 3, plain.cfg.z_size)
+    want = plain(x, eps=eps).nll_bound
+    for label in (0, 9):
+        torch.testing.assert_close(cond(x, torch.full((3,), label), eps=eps).nll_bound, want)
+    same = cond.label_columns_added(cond.state_dict())  # already fits: unchanged
+    assert all(torch.equal(same[k], v) for k, v in cond.state_dict().items())
+    with pytest.raises(RuntimeError):  # other mismatches are left for load_state_dict to refuse
+        Draw(tiny_config(num_classes=10, z_size=7)).load_state_dict(
+            Draw(tiny_config(num_classes=10, z_size=7)).label_columns_added(plain.state_dict()), strict=True)

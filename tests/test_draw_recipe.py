@@ -235,3 +235,33 @@ def test_dynamic_binarisation_of_the_larochelle_npz_is_refused(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert str(npz) in proc.stderr and "--data.root" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not run.exists()
+
+
+def test_class_conditional_run_starts_from_an_unconditional_model(tiny_run, tmp_path, mnist):
+    """--model.num_classes 10 --train.init_from an unconditional run: the label weights start at zero, so before any
+    step the conditional model scores exactly what the unconditional one scores, with any label; after training
+    its release is class-conditional and draws a chosen digit."""
+    run, _ = tiny_run
+    init = run / "checkpoints" / "best.pt"
+    common = [TRAIN, "--preset", "tiny", "--model.num_classes", "10", "--data.max_train", "200", "--data.max_valid",
+              "100", "--data.batch_size", "50", "--train.init_from", str(init), "--train.epochs", "1"]
+    # One epoch of 4 steps at learning rate 0: a release whose weights are the initial ones.
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "zero"), "--train.lr", "0"])
+    assert f"initialised from {init}" in proc.stderr
+    unconditional, _ = load_draw(run / "release")
+    conditional, _ = load_draw(tmp_path / "zero" / "release")
+    assert conditional.cfg.num_classes == 10 and unconditional.cfg.num_classes == 0
+    x = mnist.valid.images[:6]
+    eps = torch.randn(TINY_STEPS, 6, conditional.cfg.z_size)
+    with torch.no_grad():
+        want = unconditional(x, eps=eps).nll_bound
+        for label in (0, 7):
+            got = conditional(x, torch.full((6,), label), eps=eps).nll_bound
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    run_script([*common, "--train.run_dir", str(tmp_path / "cond")])
+    trained, _ = load_draw(tmp_path / "cond" / "release")
+    gen = torch.Generator().manual_seed(0)
+    a = trained.generate(3, labels=torch.full((3,), 1), generator=gen, return_steps=False).canvases
+    gen = torch.Generator().manual_seed(0)
+    b = trained.generate(3, labels=torch.full((3,), 8), generator=gen, return_steps=False).canvases
+    assert not torch.allclose(a, b)  # the label weights moved off zero

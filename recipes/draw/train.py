@@ -222,6 +222,8 @@ def main(argv=None):
                            scaler=scaler, clip_norm=tc.clip_norm, max_consecutive_skips=tc.max_consecutive_skips,
                            ema=ema, ema_model=raw, world_size=ctx.dist.world_size,
                            describe=lambda b: "images " + ",".join(map(str, b.indices.tolist())))
+    if ctx.init_weights is not None and conditional:  # an unconditional model to start from: zero label weights
+        ctx.init_weights = raw.label_columns_added(ctx.init_weights)
     loop = restore(ctx, ctx.resume_state, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                    train_step=train_step, ema=ema) or {"step": 0, "epoch": 0, "batch": 0, "best": math.inf,
                                                        "train_seconds": 0.0}

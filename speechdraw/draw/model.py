@@ -422,6 +422,21 @@ class Draw(nn.Module):
         mean = torch.as_tensor(mean_image, dtype=torch.float32).reshape(self.cfg.image_shape)
         self.canvas0.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
 
+    def label_columns_added(self, state: dict) -> dict:
+        """An unconditional model's state dict made to fit this class-conditional one: the encoder and decoder input
+        weights get zero columns for the one-hot label (their last num_classes columns), so the model starts out
+        drawing exactly what the unconditional one drew, whatever the label, and learns to use it. A state dict that
+        already fits (or does not fit for another reason) is returned unchanged, for load_state_dict to judge."""
+        k = self.cfg.num_classes
+        out = dict(state)
+        for cell in ("encoder", "decoder"):
+            key = f"{cell}.weight_ih"
+            want = getattr(self, cell).weight_ih  # (4 H, inputs + k)
+            w = out.get(key)
+            if k and w is not None and w.shape == (want.shape[0], want.shape[1] - k):
+                out[key] = torch.cat([w, w.new_zeros(w.shape[0], k)], dim=1)
+        return out
+
     def compile_step(self, **compile_kwargs) -> None:
         """Run each glimpse through torch.compile (optional; the model is complete without it). The glimpse then uses
         plain addmm and LSTM ops, which the compiler can trace and fuse, instead of the deferred-gradient ones. The
