@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--name", default="draw_quality", help="record name (default: draw_quality)")
     ap.add_argument("--notes", default="", help="extra notes for the record")
+    ap.add_argument("--results-dir", default=None, help="write the record here instead of bench/results")
     args = parse_bench_args(ap, argv)
     if len(args.runs) > 2:
         ap.error("give one or two runs")
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
         figures[key] = {
             "run": str(run), "data": r["data"],
             "model": (f"LSTM {cfg['enc_size']}/{cfg['dec_size']}, z {cfg['z_size']}, T {cfg['steps']}, "
-                      + (f"read {cfg['read_n']} write {cfg['write_n']}" if cfg["attention"] else "no attention")),
+                      + (f"read {cfg['read_n']} write {cfg['write_n']}" if cfg["attention"] else "no attention")
+                      + (f", class-conditional ({cfg['num_classes']} labels)" if cfg.get("num_classes") else "")),
             "test_bound_nats": round(r["test_bound"], 2), "test_bound_stderr": round(r["test_bound_stderr"], 2),
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
             "test_images": r["test_images"], "test_subset": r["test_subset"],
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
                  title="DRAW quality: test NLL bounds and learning curves",
                  notes="Bounds in nats per image; test bound = negative ELBO with one latent sequence per image over "
                        "the whole test set; IWAE = importance-weighted bound on the test images iwae_subset names "
-                       "(all by default). " + args.notes)
+                       "(all by default). " + args.notes,
+                 results_dir=Path(args.results_dir) if args.results_dir else None)
     return 0
 
 
