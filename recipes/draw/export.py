@@ -51,8 +51,10 @@ _COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
          "IWAE images": "attention_draw-cond.iwae_images", "test images": "attention_draw-cond.test_images",
          "the unconditional draw-mnist on the same test images, nats": "attention.test_bound_nats",
          "epochs trained (after draw-mnist's 23)": "attention_draw-cond.epochs_trained"}
+_COS = {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
+        "epochs trained (after the 23 of draw_quality_warm's model)": "attention.epochs_trained"}
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
-           "draw_quality_warm": _WARM, "draw_quality_cond": _COND,
+           "draw_quality_warm": _WARM, "draw_quality_cond": _COND, "draw_quality_cos": _COS,
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
