@@ -49,7 +49,7 @@ _WARM = {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
 _COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
          "IWAE bound (K=100), nats": "attention_draw-cond.iwae_bound_nats",
          "IWAE images": "attention_draw-cond.iwae_images", "test images": "attention_draw-cond.test_images",
-         "the unconditional draw-mnist on the same test images, nats": "attention.test_bound_nats",
+         "the unconditional model it started from (23 epochs), same test images, nats": "attention.test_bound_nats",
          "epochs trained (after draw-mnist's 23)": "attention_draw-cond.epochs_trained"}
 _COS = {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
         "epochs trained (after the 23 of draw_quality_warm's model)": "attention.epochs_trained"}
