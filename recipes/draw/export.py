@@ -43,18 +43,23 @@ _PAPER = {"test negative ELBO, nats": "attention.test_bound_nats",
           "IWAE bound (K=100), nats": "attention.iwae_bound_nats", "IWAE images": "attention.iwae_images",
           "test images": "attention.test_images",
           "epochs trained": "attention.epochs_trained", "paper's test bound, nats": "attention.paper_test_bound"}
-_WARM = {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
-         "epochs trained (after the 12 of draw_quality_paper12's run)": "attention.epochs_trained"}
+
+
+def _continued(after: str) -> dict:
+    """_PAPER's figures for a run started from an earlier one: its epochs are counted after that one's."""
+    return {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
+            f"epochs trained (after {after})": "attention.epochs_trained"}
+
+
 # draw_quality_cond scores the class-conditional run (its key: attention_draw-cond) beside the unconditional one.
 _COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
          "IWAE bound (K=100), nats": "attention_draw-cond.iwae_bound_nats",
          "IWAE images": "attention_draw-cond.iwae_images", "test images": "attention_draw-cond.test_images",
          "the unconditional model it started from (23 epochs), same test images, nats": "attention.test_bound_nats",
          "epochs trained (after draw-mnist's 23)": "attention_draw-cond.epochs_trained"}
-_COS = {**{k: v for k, v in _PAPER.items() if k != "epochs trained"},
-        "epochs trained (after the 23 of draw_quality_warm's model)": "attention.epochs_trained"}
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
-           "draw_quality_warm": _WARM, "draw_quality_cond": _COND, "draw_quality_cos": _COS,
+           "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"), "draw_quality_cond": _COND,
+           "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
