@@ -60,6 +60,7 @@ _COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
            "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"), "draw_quality_cond": _COND,
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
+           "draw_quality_cos2": _continued("the 28 of draw_quality_cos's model"),
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
