@@ -5,6 +5,7 @@ and a second export."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -102,6 +103,9 @@ def test_resume_mid_run_repeats_the_same_losses(tmp_path, corpus):
     b = [(r["step"], r["loss"]) for r in read_metrics(tmp_path / "b")]
     assert len(a) == 7 and a == b
     assert read_metrics(tmp_path / "a", "val")[0]["epoch"] == 0  # an epoch ended inside the 7 steps
+    # Training speed is logged from the first window on, in a fresh run and right after a resume.
+    speeds = [r["audio_per_second"] for r in read_metrics(tmp_path / "a") + read_metrics(tmp_path / "b")]
+    assert all(math.isfinite(v) and v > 0 for v in speeds), speeds
 
 
 @needs_espeak

@@ -257,7 +257,7 @@ def main(argv=None):
         save_checkpoint(ctx, state, loop["step"], is_best=is_best)
 
     bar = log.progress(total=horizon, initial=loop["step"])
-    t_start, t_last, audio_last = time.time(), time.time(), 0.0
+    t_start, t_last, audio_last = time.time(), time.time(), loop["audio_seconds"]  # resumed runs count on
     seconds_before = loop["train_seconds"]
     for epoch in epochs(loop, sampler, tc.epochs, max_steps=tc.max_steps):  # sampler set to the resume position
         # A private generator: creating the loader iterator must not draw from the global RNG (resume exactness).
@@ -277,7 +277,7 @@ def main(argv=None):
             bar.update(1)
             if loop["step"] % tc.log_every == 0:
                 now = time.time()
-                speed = (loop["audio_seconds"] - audio_last) / (now - t_last) if audio_last else float("nan")
+                speed = (loop["audio_seconds"] - audio_last) / (now - t_last)  # the first window includes start-up
                 t_last, audio_last = now, loop["audio_seconds"]
                 log.log(loop["step"], "train", epoch=loop["epoch"], loss=result.loss, lr=result.lr,
                         grad_norm=result.grad_norm, skipped=int(result.skipped), audio_per_second=speed,
