@@ -403,6 +403,9 @@ def main(argv=None) -> int:
         figures[f"gemm_only_bound_s_{prec}"] = round(bound, 4)
         figures[f"fraction_of_gemm_throughput_library_{prec}"] = round(bound / med_cpu[f"library_{prec}"], 3)
         figures[f"fraction_of_gemm_throughput_reference_{prec}"] = round(bound / med_cpu[f"reference_{prec}"], 3)
+        # The most any implementation of these equations could gain over the reference here: a step that spent
+        # its time in nothing but its GEMMs (same FLOPs as the reference's) at the best measured kernel per shape.
+        figures[f"speedup_ceiling_vs_reference_{prec}"] = round(med_cpu[f"reference_{prec}"] / bound, 2)
         figures[f"achieved_gflop_per_cpu_s_library_{prec}"] = round(flops / med_cpu[f"library_{prec}"] / 1e9, 1)
     figures["profile_library_fp32"] = profile_step(lib, opts["library_fp32"], x, eps, False)
     figures["profile_library_bf16"] = profile_step(impls["library_bf16"][0], opts["library_bf16"], x, eps, True)
