@@ -54,8 +54,8 @@ CARD = {
                   "(kal_diphone) (30%); training augmentation: simulated rooms, coloured / hum / tonal / babble noise "
                   "at 0-30 dB, telephone band, MP3/Opus round trips, EQ, gain and clipping, pitch shift, speed "
                   "perturbation, VTLP and SpecAugment (speechdraw/asr/augment.py); 20 epochs of the cpu preset, then "
-                  "17 epochs fine-tuned on the same corpus with half the augmentation probabilities (5, 6, then 6 "
-                  "more)",
+                  "22 epochs fine-tuned on the same corpus with half the augmentation probabilities (5, 6, 6, then 5 "
+                  "more: the best dev epoch of a 6-epoch restart)",
     "has_seen": "synthetic English from espeak-ng, flite and festival voices, read sentences in Bible English, through "
                 "simulated rooms, noise, phone lines and codecs",
     "has_not_seen": "human speech of any kind (not trained on a single human recording), any synthesizer voice but "
