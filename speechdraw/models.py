@@ -66,9 +66,14 @@ def env_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def cache_dir() -> Path:
+def user_cache() -> Path:
+    """~/.cache/speechdraw (honours $XDG_CACHE_HOME): unpacked models, and anything else worth computing once."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "speechdraw" / "models"
+    return Path(base) / "speechdraw"
+
+
+def cache_dir() -> Path:
+    return user_cache() / "models"
 
 
 def registry_path() -> Path:

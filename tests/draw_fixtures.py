@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +24,35 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"test data not found: {path}")
     return path
+
+
+def write_idx(path, array: np.ndarray, compress: bool) -> None:
+    code = {np.uint8: 0x08, np.int32: 0x0C}[array.dtype.type]
+    header = bytes([0, 0, code, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+
+
+def toy_larochelle(tmp_path: Path, n: int = 300, n_train: int = 200, n_valid: int = 50):
+    """A small copy of the Larochelle situation from real MNIST digits: an IDX directory holding the first n grey
+    training digits (and 20 test digits), and an npz whose X_train / X_valid are one fixed binarisation of a shuffled
+    pick of them. Returns (idx_dir, npz, order): X_train[i] is a binarisation of grey digit order[n_valid + i],
+    X_valid[i] of order[i]."""
+    from speechdraw.draw.data import binarize, load_mnist
+
+    grey, labels = load_mnist(require(MNIST_DIR), "train")
+    test, test_labels = load_mnist(MNIST_DIR, "test")
+    root = tmp_path / "idx"
+    root.mkdir()
+    write_idx(root / "train-images-idx3-ubyte", grey[:n], compress=False)
+    write_idx(root / "train-labels-idx1-ubyte", labels[:n].astype(np.uint8), compress=False)
+    write_idx(root / "t10k-images-idx3-ubyte", test[:20], compress=False)
+    write_idx(root / "t10k-labels-idx1-ubyte", test_labels[:20].astype(np.uint8), compress=False)
+    order = np.random.default_rng(7).permutation(n)
+    pick = binarize(grey[order[:n_valid + n_train]], seed=11).reshape(-1, 784)
+    npz = tmp_path / "toy_binarized_mnist.npz"
+    np.savez(npz, X_valid=pick[:n_valid], X_train=pick[n_valid:], X_test=binarize(test[:20], 12).reshape(-1, 784))
+    return root, npz, order
 
 
 def reference_module():

@@ -10,17 +10,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from draw_fixtures import BINARIZED_NPZ, MNIST_DIR, require
+from draw_fixtures import BINARIZED_NPZ, MNIST_DIR, require, toy_larochelle, write_idx
 from PIL import Image
 
 from speechdraw.draw import data as D
-
-
-def write_idx(path, array: np.ndarray, compress: bool) -> None:
-    code = {np.uint8: 0x08, np.int32: 0x0C}[array.dtype.type]
-    header = bytes([0, 0, code, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
-    payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-    path.write_bytes(gzip.compress(payload) if compress else payload)
 
 
 def test_read_idx_reads_gzipped_and_raw_files_by_content(tmp_path):
@@ -128,21 +121,65 @@ def test_binarized_mnist_npz_has_the_standard_split():
 
 
 def test_larochelle_splits_are_a_shuffled_pick_of_the_mnist_training_digits():
-    """Why --data.binarization dynamic cannot be combined with the npz (recipes/draw/train.py refuses it): each npz
-    validation image is a binarisation of some grey MNIST training digit, but not of train[50000 + i], and some come
-    from train[:50000], which a grey training split would therefore share with the npz validation split."""
+    """Why dynamic binarisation of the npz's digits needs larochelle_grey_sources: each npz validation image is a
+    binarisation of some grey MNIST training digit, but not of train[50000 + i], and some come from train[:50000],
+    which a grey training split taken by index would therefore share with the npz validation split."""
     splits = D.load_binarized_mnist(require(BINARIZED_NPZ))
     grey, _ = D.load_mnist(require(MNIST_DIR), "train")
-    p = torch.from_numpy(grey.reshape(60_000, 784).astype(np.float32) / 255.0).clamp(1e-4, 1 - 1e-4)
     idx = torch.randperm(10_000, generator=torch.Generator().manual_seed(0))[:60]
-    x = splits.valid.images[idx].flatten(1)  # (60, 784) binary
-    loglik = x @ p.log().T + (1 - x) @ (1 - p).log().T  # (60, 60000): log P(binary image | grey digit j)
-    best = loglik.argmax(1)
+    best, loglik = D.match_grey_sources(splits.valid.images[idx], grey)  # (60,): the likeliest of the 60,000
     # Its own digit explains a binarised image at about -45 nats; another digit at below -150 (measured: 200 of 200
     # validation images matched some training digit at > -150, the median at -44).
-    assert (loglik.max(1).values > -150).all()
+    assert (loglik > -150).all()
     assert (best != 50_000 + idx).all()  # not the index correspondence train[50000:] = valid
     assert (best < 50_000).sum() >= 30  # about 5 in 6 come from the first 50,000 (measured 169 of 200)
+
+def test_larochelle_training_images_are_traced_to_their_grey_digits_and_redrawn_each_epoch(tmp_path, monkeypatch):
+    """larochelle_grey_sources finds the grey digit behind each training image of a shuffled binarisation (not by
+    index), bars the validation images' digits, caches the answer, and refuses an npz that is no binarisation of the
+    digits; load_splits then re-draws those digits every epoch while validation and test stay the npz's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root, npz, order = toy_larochelle(tmp_path)
+    index, loglik = D.larochelle_grey_sources(npz, root)
+    assert index.tolist() == order[50:250].tolist()  # every one of the 200, found among 300 digits
+    assert -150 < loglik.min() and loglik.max() < 0
+    assert not set(index.tolist()) & set(order[:50].tolist())
+    cached = list((tmp_path / "cache" / "speechdraw" / "draw").glob("larochelle-grey-sources-*.npz"))
+    assert len(cached) == 1
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("matched again instead of reading the cache")
+
+    monkeypatch.setattr(D, "match_grey_sources", not_again)
+    again, _ = D.larochelle_grey_sources(npz, root)
+    assert torch.equal(again, index)
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    splits = D.load_splits(D.DataSource(root=str(root), binarized_npz=str(npz), binarization="dynamic"))
+    fixed = D.load_binarized_mnist(npz)
+    grey, _ = D.load_mnist(root, "train")
+    assert torch.equal(splits.train.probs.flatten(1), torch.from_numpy(grey[order[50:250]].reshape(200, 784) / 255.0)
+                       .float())
+    first = splits.train.images.clone()
+    splits.train.set_epoch(1)
+    assert not torch.equal(first, splits.train.images) and set(first.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(splits.valid.images, fixed.valid.images) and torch.equal(splits.test.images, fixed.test.images)
+    assert torch.equal(D.load_test(D.DataSource(binarized_npz=str(npz), binarization="dynamic")).images,
+                       fixed.test.images)  # no grey digits needed to evaluate
+
+    # A training image whose only source is a validation digit, or that no digit explains: one line naming it.
+    with np.load(npz) as d:
+        arrays = dict(d)
+    arrays["X_train"][3] = arrays["X_valid"][0]
+    np.savez(tmp_path / "leak.npz", **arrays)
+    with pytest.raises(ValueError, match=r"leak.npz: X_train\[3\] is no binarisation"):
+        D.larochelle_grey_sources(tmp_path / "leak.npz", root)
+    arrays["X_train"][3] = np.random.default_rng(0).random(784) < 0.5
+    np.savez(tmp_path / "noise.npz", **arrays)
+    with pytest.raises(ValueError, match=r"X_train\[3\]"):
+        D.larochelle_grey_sources(tmp_path / "noise.npz", root)
+
 
 def test_image_folder_resizes_colour_images_and_labels_by_subfolder(tmp_path):
     rng = np.random.default_rng(0)

@@ -5,6 +5,7 @@ files with a clear error; and resume mid-run with identical losses."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, read_metrics, run_script, subprocess_env
-from draw_fixtures import MNIST_DIR, require, threads
+from draw_fixtures import MNIST_DIR, require, threads, toy_larochelle
 from PIL import Image
 
 from speechdraw import cli
@@ -223,18 +224,26 @@ def test_ema_weights_are_validated_resumed_and_released(tmp_path, mnist):
     assert again["bound"] == pytest.approx(val["bound"], abs=1e-3)  # the release scores what validation logged
 
 
-def test_dynamic_binarisation_of_the_larochelle_npz_is_refused(tmp_path):
-    """The npz has no grey counterparts to re-draw (its splits are a shuffled pick of MNIST's training digits):
-    --data.binarization dynamic with --data.binarized_npz stops with exit status 2 before writing anything."""
-    npz = tmp_path / "toy.npz"
-    zeros = np.zeros((4, 784), np.float32)
-    np.savez(npz, X_train=zeros, X_valid=zeros, X_test=zeros)
+def test_dynamic_binarisation_of_the_larochelle_npz_redraws_its_own_training_digits(tmp_path):
+    """--data.binarization dynamic with --data.binarized_npz: the npz's training images are traced to their grey
+    digits in --data.root and re-drawn each epoch, validation stays the npz's; without the grey digits at
+    --data.root it stops with exit status 2 and one line before writing anything."""
+    root, npz, _ = toy_larochelle(tmp_path)
+    common = [TRAIN, "--preset", "tiny", "--data.binarized_npz", str(npz), "--data.binarization", "dynamic",
+              "--data.batch_size", "50", "--train.epochs", "1"]
     run = tmp_path / "run"
-    proc = run_script([TRAIN, "--preset", "tiny", "--data.binarized_npz", str(npz), "--data.binarization", "dynamic",
-                       "--train.run_dir", str(run)], check=False)
+    proc = run_script([*common, "--data.root", str(tmp_path / "nowhere"), "--train.run_dir", str(run)], check=False)
     assert proc.returncode == 2, proc.stderr
-    assert str(npz) in proc.stderr and "--data.root" in proc.stderr
+    assert str(tmp_path / "nowhere") in proc.stderr and "--data.root" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not run.exists()
+
+    proc = run_script([*common, "--data.root", str(root), "--train.run_dir", str(run)],
+                      XDG_CACHE_HOME=str(tmp_path / "cache"))
+    assert f"its training digits re-drawn every epoch from their grey versions in {root}" in proc.stderr
+    assert "200 training images, 50 validation images" in proc.stderr
+    (val,) = read_metrics(run, "val")
+    assert val["step"] == 4 and math.isfinite(val["bound"])
+    assert list((tmp_path / "cache" / "speechdraw" / "draw").glob("larochelle-grey-sources-*.npz"))
 
 
 def test_class_conditional_run_starts_from_an_unconditional_model(tiny_run, tmp_path, mnist):

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from speechdraw.draw.bounds import elbo_bound, iwae_bound
-from speechdraw.draw.data import DataSource, load_splits
+from speechdraw.draw.data import DataSource, load_test
 from speechdraw.draw.sample import load_draw
 from speechdraw.engine.release import ReleaseError
 
@@ -53,7 +53,7 @@ def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 
     """The figures recipes/draw/evaluate.py prints, as a dict."""
     model, release = load_draw(model_path, device)
     src = test_source(release.config, data)
-    test = load_splits(src).test
+    test = load_test(src)
     cfg = model.cfg
     result = {"model": str(release.dir), "data": src.describe(), "config": release.model_config,
               "release_metrics": release.metrics}

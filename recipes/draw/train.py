@@ -29,9 +29,11 @@ best.pt's weights (model.pt), config.json (model config, data source, metrics). 
 x 256 units): one intra-op thread per process (--threads 1, the default) is faster on a shared CPU than two.
 --train.ema_decay D keeps an exponential moving average of the weights (speechdraw/engine/ema.py): validation then
 scores the averaged weights (and logs the raw ones' bound as bound_raw), best.pt is chosen by the averaged weights'
-bound, and the release holds them. --data.binarization dynamic needs --data.root: the Larochelle npz has no grey
-counterparts (its training and validation images are a shuffled pick of all 60,000 MNIST training digits); score a
-model trained that way on the paper's test set with recipes/draw/evaluate.py --data NPZ.
+bound, and the release holds them. --data.binarization dynamic with --data.binarized_npz trains on the npz's own
+training digits re-drawn every epoch: each X_train image is matched to the grey MNIST training digit in --data.root
+that it is a binarisation of (speechdraw/draw/data.py larochelle_grey_sources; the npz's images are a shuffled pick of
+all 60,000, so not by index; validation digits barred; cached after the first ~3 minutes), while validation and test
+stay the npz's fixed images, so its figures compare with every other npz run.
 --train.precision bf16 runs the GEMMs in bf16 (state, attention and canvas stay fp32; validation is always fp32):
 faster per step on a CPU with AVX512-BF16 or AMX (see recipes/draw/README.md), refused on one with no AVX-512 (where
 it is emulated, several times slower than fp32). --train.precision auto picks bf16 only where the CPU or GPU computes
@@ -50,7 +52,7 @@ from typing import NamedTuple
 import torch
 
 from speechdraw.draw.bounds import elbo_bound
-from speechdraw.draw.data import BINARIZE_SEED, NUM_VALID, DataSource, ImageSet, load_splits
+from speechdraw.draw.data import BINARIZE_SEED, MNIST_FILES, NUM_VALID, DataSource, ImageSet, find_idx, load_splits
 from speechdraw.draw.model import Draw, DrawConfig
 from speechdraw.engine import distributed
 from speechdraw.engine.checkpoint import load_checkpoint
@@ -147,11 +149,12 @@ def check_args(cfg: Config) -> None:
     """Option combinations refused before anything is written: one line on stderr, exit status 2."""
     dc = cfg.data
     if dc.binarized_npz and not dc.image_folder and dc.binarization == "dynamic":
-        print(f"error: --data.binarization dynamic cannot re-draw {dc.binarized_npz}: it holds one fixed binarisation "
-              f"whose training and validation images are a shuffled pick of all 60,000 MNIST training digits, so "
-              f"they have no grey counterparts by index; train on --data.root (grey IDX files) instead and score "
-              f"the paper's test set with recipes/draw/evaluate.py --data {dc.binarized_npz}", file=sys.stderr)
-        raise SystemExit(2)
+        try:  # the npz's training images are re-drawn from their grey digits: --data.root must hold them
+            find_idx(dc.root, MNIST_FILES["train"][0])
+        except FileNotFoundError as e:
+            print(f"error: --data.binarization dynamic with --data.binarized_npz re-draws the npz's training images "
+                  f"from their grey MNIST digits, which --data.root must hold: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
 
 
 def check_data(cfg: Config, splits) -> None:
@@ -185,7 +188,11 @@ def main(argv=None):
     source = DataSource(root=dc.root, binarized_npz=dc.binarized_npz, image_folder=dc.image_folder,
                         binarization=dc.binarization, seed=dc.seed, num_valid=dc.num_valid,
                         valid_fraction=dc.valid_fraction, height=mc.height, width=mc.width, channels=mc.channels)
-    splits = load_splits(source)
+    try:
+        splits = load_splits(source)
+    except (ValueError, FileNotFoundError) as e:  # a data file that is not what it should be: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     check_data(cfg, splits)
     train_data = splits.train
     if dc.max_train and dc.max_train < len(train_data):

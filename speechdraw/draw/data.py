@@ -13,12 +13,17 @@ Binarised MNIST, two ways:
   regulariser; validation and test stay fixed so figures remain comparable.
 - `load_binarized_mnist(npz)` reads the fixed binarisation of Larochelle & Murray (2011), the 50k/10k/10k split the DRAW
   paper and most VAE papers quote test NLL on (arrays X_train, X_valid, X_test). Figures comparable with the paper
-  must use this one: a different binarisation of the same digits scores differently.
+  must use this one: a different binarisation of the same digits scores differently. Its images are a shuffled pick
+  of all 60,000 MNIST training digits, not train[:50,000] / train[50,000:]; `larochelle_grey_sources` traces each
+  training image to its grey digit, so that DataSource(binarized_npz=..., root=..., binarization="dynamic") can
+  re-draw the npz's own training digits every epoch while its validation and test images stay as published.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +258,62 @@ def load_binarized_mnist(path: str | os.PathLike) -> ImageSplits:
     return ImageSplits(*sets)
 
 
+def match_grey_sources(binary: Tensor, grey: np.ndarray, exclude: Tensor | None = None,
+                       chunk: int = 1000) -> tuple[Tensor, Tensor]:
+    """For each binarised image, the grey image most likely to have produced it by stochastic binarisation.
+
+    binary: (N, ...) 0/1; grey: (M, ...) uint8 with the same pixels per image; exclude: (M,) bool, grey images that may
+    not be picked. Pixel d of a binarisation of grey image j is 1 with probability p_jd = grey[j, d] / 255, so
+    log P(x | j) = sum_d x_d log p_jd + (1 - x_d) log(1 - p_jd) = x . (log p_j - log(1 - p_j)) + sum_d log(1 - p_jd):
+    one (N, D) x (D, M) product. Returns indices into grey (N,) and their log-likelihoods (N,) in nats (for MNIST an
+    image's own digit explains it at about -45, any other digit below -150; thin digits such as 1s can have two
+    sources within a few nats of each other, either of which is as good a grey version)."""
+    p = torch.from_numpy(grey.reshape(len(grey), -1).astype(np.float32) / 255.0).clamp(1e-4, 1 - 1e-4)
+    w = (p.log() - (1 - p).log()).T.contiguous()  # (D, M)
+    b = (1 - p).log().sum(1)  # (M,)
+    if exclude is not None:
+        b = b.masked_fill(exclude, -math.inf)
+    best, loglik = [], []
+    for x in binary.flatten(1).split(chunk):  # (chunk, D): (chunk, M) scores at a time, not (N, M)
+        v, i = (x @ w + b).max(1)
+        best.append(i)
+        loglik.append(v)
+    return torch.cat(best), torch.cat(loglik)
+
+
+def larochelle_grey_sources(npz: str | os.PathLike, root: str | os.PathLike) -> tuple[Tensor, Tensor]:
+    """The grey MNIST training digits (IDX files in root) that the Larochelle npz's X_train images are binarisations
+    of, so that they can be re-binarised every epoch: indices into the 60,000 (50,000,) and the log-likelihoods of
+    the matches. The npz's validation images are matched first and their digits barred from training, so a dynamic
+    training set never holds a validation digit. An image that no digit explains (log-likelihood below -150) is an
+    error: the npz is not a binarisation of these digits. About 3 minutes on one core, so the result is cached in
+    ~/.cache/speechdraw/draw/ under the sha256 of both files."""
+    from speechdraw.models import file_sha256, user_cache
+
+    images = find_idx(root, MNIST_FILES["train"][0])
+    key = hashlib.sha256(f"{file_sha256(npz)} {file_sha256(images)}".encode()).hexdigest()[:16]
+    cache = user_cache() / "draw" / f"larochelle-grey-sources-{key}.npz"
+    if cache.is_file():
+        with np.load(cache) as d:
+            return torch.from_numpy(d["index"]), torch.from_numpy(d["loglik"])
+    splits = load_binarized_mnist(npz)
+    grey, _ = load_mnist(root, "train")
+    valid_src, valid_ll = match_grey_sources(splits.valid.images, grey)
+    barred = torch.zeros(len(grey), dtype=torch.bool)
+    barred[valid_src] = True
+    index, loglik = match_grey_sources(splits.train.images, grey, exclude=barred)
+    for name, ll in (("X_valid", valid_ll), ("X_train", loglik)):
+        worst = int(ll.argmin())
+        if ll[worst] < -150:
+            raise ValueError(f"{npz}: {name}[{worst}] is no binarisation of any training digit in {root} (best "
+                             f"log-likelihood {float(ll[worst]):.0f} nats; its own digit scores about -45)")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, index=index.numpy(), loglik=loglik.numpy())
+    os.replace(tmp, cache)
+    return index, loglik
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # image files
 
@@ -309,7 +370,9 @@ def image_folder(root: str | os.PathLike, size: tuple[int, int], channels: int =
 class DataSource:
     """Where a run's images come from; recorded in the release so `speechdraw sample --reconstruct test:N` and
     recipes/draw/evaluate.py can load the same test images again. image_folder, if set, wins over binarized_npz, which
-    wins over root. binarization applies to IDX files and image folders; the npz is binarised already."""
+    wins over root. binarization applies to IDX files and image folders; the npz is binarised already, and with
+    binarization 'dynamic' its training images are replaced by their grey MNIST digits from root (found by
+    larochelle_grey_sources), re-binarised every epoch, while its validation and test images stay as they are."""
 
     root: str = ""  # directory with the four MNIST / Fashion-MNIST IDX files
     binarized_npz: str = ""  # Larochelle & Murray binarized_mnist.npz
@@ -330,6 +393,9 @@ class DataSource:
         if self.kind == "image_folder":
             return f"images under {self.image_folder} at {self.height}x{self.width}x{self.channels}"
         if self.kind == "binarized_npz":
+            if self.binarization == "dynamic":
+                return (f"Larochelle & Murray binarisation {self.binarized_npz}, its training digits re-drawn every "
+                        f"epoch from their grey versions in {self.root} (seed {self.seed})")
             return f"Larochelle & Murray fixed binarisation {self.binarized_npz}"
         extra = f", seed {self.seed}" if self.binarization != "none" else ""
         return f"IDX files in {self.root}, binarisation {self.binarization}{extra}"
@@ -361,5 +427,17 @@ def load_splits(src: DataSource) -> ImageSplits:
         valid = ImageSet(fixed[valid_idx], None if lab is None else lab[valid_idx])
         return ImageSplits(train, valid, valid)
     if src.kind == "binarized_npz":
-        return load_binarized_mnist(src.binarized_npz)
+        splits = load_binarized_mnist(src.binarized_npz)
+        if src.binarization == "dynamic":  # the same training digits, re-drawn from their grey versions every epoch
+            index, _ = larochelle_grey_sources(src.binarized_npz, src.root)
+            grey, _ = load_mnist(src.root, "train")
+            splits.train = DynamicBinarized(_to_tensor(grey[index.numpy()]) / 255.0, None, src.seed)
+        return splits
     return mnist_splits(src.root, src.binarization, src.seed, src.num_valid)
+
+
+def load_test(src: DataSource) -> ImageSet:
+    """The test split alone, for evaluation and reconstruction: never matches or re-draws training images."""
+    if src.kind == "binarized_npz":
+        return load_binarized_mnist(src.binarized_npz).test
+    return load_splits(src).test

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from speechdraw.draw import render
 from speechdraw.draw.bounds import evaluation_subset
-from speechdraw.draw.data import DataSource, list_images, load_image, load_splits
+from speechdraw.draw.data import DataSource, list_images, load_image, load_test
 from speechdraw.draw.model import Draw, DrawConfig, DrawTrace
 from speechdraw.engine.release import Release, ReleaseError, load_release
 
@@ -210,7 +210,7 @@ def load_images_for(model: Draw, release: Release, specs: list[str], data: str |
             if not where.exists():
                 raise FileNotFoundError(f"{where}: the test data this model was trained with is not here; "
                                         f"pass --data DIR_OR_NPZ (MNIST IDX directory or binarized_mnist.npz)")
-        test = load_splits(src).test
+        test = load_test(src)
         idx, _ = evaluation_subset(len(test), n, seed)  # (n,)
         labels = test.labels[idx] if (test.labels is not None and cfg.num_classes) else None
         shown = " ".join(map(str, idx[:16].tolist())) + (" ..." if len(idx) > 16 else "")
