@@ -24,6 +24,7 @@ from speechdraw.asr.lm.rnnlm import LSTMLM, RNNLMConfig, Vocabulary
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig
 from speechdraw.asr.release import add_decoder, load_speech_release, save_speech_release
 from speechdraw.asr.text import TokenSet
+from speechdraw.draw.data import DataSource
 from speechdraw.draw.sample import load_draw, sample
 from speechdraw.engine.config import to_dict
 from speechdraw.engine.release import save_release
@@ -128,6 +129,9 @@ def test_draw_export_archive_samples_the_same(store, tmp_path):
     assert stored_dtypes(cached) == {torch.bfloat16}
     card = json.loads((cached / "card.json").read_text())
     assert card["trained_on"] == "MNIST with the Larochelle & Murray fixed binarisation (binarized_mnist.npz), 12x12x1"
+    redrawn = draw_recipe_export().trained_on(DataSource(binarized_npz="/x/binarized_mnist.npz", root="/x/mnist",
+                                                         binarization="dynamic", height=12, width=12))
+    assert "fixed" not in redrawn and "re-binarised every epoch" in redrawn and "/x" not in redrawn
     assert card["headline"] == "test negative ELBO 84.30 nats (binarized MNIST)"
     assert card["results"][0]["figures"] == {"test negative ELBO, nats": 84.3, "IWAE bound (K=100), nats": 68.04}
     original, _ = load_draw(release)

@@ -75,6 +75,9 @@ def headline(records: list[dict]) -> str:
 def trained_on(src: DataSource) -> str:
     """The release's data source in words, without this machine's paths."""
     size = f"{src.height}x{src.width}x{src.channels}"
+    if src.kind == "binarized_npz" and src.binarization == "dynamic":
+        return (f"MNIST: the 50,000 training digits of the Larochelle & Murray split ({Path(src.binarized_npz).name}), "
+                f"re-binarised every epoch from their grey versions, {size}")
     if src.kind == "binarized_npz":
         return f"MNIST with the Larochelle & Murray fixed binarisation ({Path(src.binarized_npz).name}), {size}"
     if src.kind == "image_folder":
