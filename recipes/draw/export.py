@@ -61,6 +61,8 @@ FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality
            "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"), "draw_quality_cond": _COND,
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
            "draw_quality_cos2": _continued("the 28 of draw_quality_cos's model"),
+           "draw_quality_dyn": _continued("the 40 of draw_quality_cos2's model"),
+           "draw_quality_dyn2": _continued("the 52 of draw_quality_dyn's model"),
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
