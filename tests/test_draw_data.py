@@ -167,6 +167,8 @@ def test_larochelle_training_images_are_traced_to_their_grey_digits_and_redrawn_
     assert torch.equal(splits.valid.images, fixed.valid.images) and torch.equal(splits.test.images, fixed.test.images)
     assert torch.equal(D.load_test(D.DataSource(binarized_npz=str(npz), binarization="dynamic")).images,
                        fixed.test.images)  # no grey digits needed to evaluate
+    described = D.DataSource(binarized_npz=str(npz), binarization="dynamic").describe_test()
+    assert "fixed binarisation" in described and "re-drawn" not in described  # what evaluate.py records
 
     # A training image whose only source is a validation digit, or that no digit explains: one line naming it.
     with np.load(npz) as d:

@@ -55,7 +55,7 @@ def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 
     src = test_source(release.config, data)
     test = load_test(src)
     cfg = model.cfg
-    result = {"model": str(release.dir), "data": src.describe(), "config": release.model_config,
+    result = {"model": str(release.dir), "data": src.describe_test(), "config": release.model_config,
               "release_metrics": release.metrics}
     t0 = time.perf_counter()
     b = elbo_bound(model, test, batch_size=batch_size, seed=seed, max_images=max_images, subset_seed=subset_seed)

@@ -400,6 +400,12 @@ class DataSource:
         extra = f", seed {self.seed}" if self.binarization != "none" else ""
         return f"IDX files in {self.root}, binarisation {self.binarization}{extra}"
 
+    def describe_test(self) -> str:
+        """Where load_test's images come from: the npz's test images are its fixed ones whatever the training saw."""
+        if self.kind == "binarized_npz":
+            return f"Larochelle & Murray fixed binarisation {self.binarized_npz}"
+        return self.describe()
+
 
 def load_splits(src: DataSource) -> ImageSplits:
     """Train / validation / test ImageSets for a DataSource. An image folder has no test split: its validation split

@@ -214,7 +214,7 @@ def load_images_for(model: Draw, release: Release, specs: list[str], data: str |
         idx, _ = evaluation_subset(len(test), n, seed)  # (n,)
         labels = test.labels[idx] if (test.labels is not None and cfg.num_classes) else None
         shown = " ".join(map(str, idx[:16].tolist())) + (" ..." if len(idx) > 16 else "")
-        what = f"{len(idx)} random test images (seed {seed}; indices {shown}) of {src.describe()}"
+        what = f"{len(idx)} random test images (seed {seed}; indices {shown}) of {src.describe_test()}"
         return test.images[idx], labels, what
     paths = []
     for spec in specs:
