@@ -134,6 +134,7 @@ def test_larochelle_splits_are_a_shuffled_pick_of_the_mnist_training_digits():
     assert (best != 50_000 + idx).all()  # not the index correspondence train[50000:] = valid
     assert (best < 50_000).sum() >= 30  # about 5 in 6 come from the first 50,000 (measured 169 of 200)
 
+
 def test_larochelle_training_images_are_traced_to_their_grey_digits_and_redrawn_each_epoch(tmp_path, monkeypatch):
     """larochelle_grey_sources finds the grey digit behind each training image of a shuffled binarisation (not by
     index), bars the validation images' digits, caches the answer, and refuses an npz that is no binarisation of the

@@ -25,7 +25,7 @@ import gzip
 import hashlib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -403,7 +403,7 @@ class DataSource:
     def describe_test(self) -> str:
         """Where load_test's images come from: the npz's test images are its fixed ones whatever the training saw."""
         if self.kind == "binarized_npz":
-            return f"Larochelle & Murray fixed binarisation {self.binarized_npz}"
+            return replace(self, binarization="fixed").describe()
         return self.describe()
 
 
