@@ -85,7 +85,10 @@ def main(argv=None) -> int:
             "test_bound_nats": round(r["test_bound"], 2), "test_bound_stderr": round(r["test_bound_stderr"], 2),
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
             "test_images": r["test_images"], "test_subset": r["test_subset"],
+            "test_bound_seconds": round(r["test_bound_seconds"], 1),
             "iwae_bound_nats": round(r["iwae_bound"], 2) if "iwae_bound" in r else None,
+            "iwae_bound_stderr": round(r["iwae_bound_stderr"], 2) if "iwae_bound" in r else None,
+            "iwae_seconds": round(r["iwae_seconds"], 1) if "iwae_bound" in r else None,
             "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
             "elbo_on_iwae_images": round(r["elbo_bound_on_iwae_images"], 2) if "iwae_bound" in r else None,
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(

@@ -282,6 +282,9 @@ def test_class_conditional_run_starts_from_an_unconditional_model(tiny_run, tmp_
     plain, labelled = figures["attention"], figures["attention_cond"]
     assert "class-conditional (10 labels)" in labelled["model"] and "conditional" not in plain["model"]
     assert plain["test_images"] == labelled["test_images"] == 10000 and labelled["iwae_images"] == 50
+    # The spread and the cost of each bound are recorded too: a README quotes them.
+    for f in (plain, labelled):
+        assert 0 < f["iwae_bound_stderr"] < 20 and f["iwae_seconds"] > 0 and f["test_bound_seconds"] > 0
     with threads(1):
         want = elbo_bound(trained, mnist.test)["bound"]
     assert labelled["test_bound_nats"] == pytest.approx(want, abs=0.01)
