@@ -45,6 +45,11 @@ def hyper_parameters(config: dict) -> dict:
     return c
 
 
+def iwae(r: dict, field: str, digits: int) -> float | None:
+    """One IWAE figure of an evaluation, rounded; None when the IWAE bound was skipped (--iwae-k 0)."""
+    return round(r[field], digits) if "iwae_bound" in r else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", required=True, help="one or two run directories (with release/ and "
@@ -72,9 +77,6 @@ def main(argv=None) -> int:
                                       iwae_images=args.iwae_images, subset_seed=args.subset_seed)
         cfg = r["config"]
 
-        def iwae(field: str, digits: int):  # None when the IWAE bound was skipped (--iwae-k 0)
-            return round(r[field], digits) if "iwae_bound" in r else None
-
         key = "attention" if cfg["attention"] else "no_attention"
         if key in figures:
             key = f"{key}_{run.name}"
@@ -90,10 +92,10 @@ def main(argv=None) -> int:
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
             "test_images": r["test_images"], "test_subset": r["test_subset"],
             "test_bound_seconds": round(r["test_bound_seconds"], 1),
-            "iwae_bound_nats": iwae("iwae_bound", 2), "iwae_bound_stderr": iwae("iwae_bound_stderr", 2),
-            "iwae_seconds": iwae("iwae_seconds", 1),
+            "iwae_bound_nats": iwae(r, "iwae_bound", 2), "iwae_bound_stderr": iwae(r, "iwae_bound_stderr", 2),
+            "iwae_seconds": iwae(r, "iwae_seconds", 1),
             "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
-            "elbo_on_iwae_images": iwae("elbo_bound_on_iwae_images", 2),
+            "elbo_on_iwae_images": iwae(r, "elbo_bound_on_iwae_images", 2),
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
                 "valid_bound"), "epochs_trained": len(curve), "train_minutes": r["release_metrics"].get(
                 "train_minutes"), "median_s_per_step": s_per_step, "learning_curve": curve,
