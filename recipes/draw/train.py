@@ -35,9 +35,9 @@ that it is a binarisation of (speechdraw/draw/data.py larochelle_grey_sources; t
 all 60,000, so not by index; validation digits barred; cached after the first ~3 minutes), while validation and test
 stay the npz's fixed images, so its figures compare with every other npz run.
 --train.precision bf16 runs the GEMMs in bf16 (state, attention and canvas stay fp32; validation is always fp32):
-faster per step on a CPU with AVX512-BF16 or AMX (see recipes/draw/README.md), refused on one with no AVX-512 (where
-it is emulated, several times slower than fp32). --train.precision auto picks bf16 only where the CPU or GPU computes
-in it.
+faster per step on an AMD CPU with AVX512-BF16 (see recipes/draw/README.md), slower on an Intel one without AMX,
+refused on one with no AVX-512 (where it is emulated, several times slower than fp32). --train.precision auto picks
+bf16 only where it was measured faster (speechdraw/engine/device.py).
 """
 
 from __future__ import annotations

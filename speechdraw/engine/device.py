@@ -1,10 +1,15 @@
 """Device selection and the precision policy.
 
 Precision policy (one place, used by every recipe):
-- "auto": bf16 where the hardware computes in bfloat16 (a CUDA GPU that has it; a CPU with AVX512-BF16 or AMX on x86,
-  or BF16 on Arm), fp16 on an older CUDA GPU, fp32 everywhere else. The presets use it: bf16 is not faster everywhere.
-  On an AVX2-only AMD EPYC, DRAW's paper step took 3.9 s in bf16 against 0.87 s in fp32, and oneDNN's LSTM has no bf16
-  kernel there at all ("could not create a primitive descriptor for the LSTM forward propagation primitive").
+- "auto": bf16 where bfloat16 is measured faster than fp32 (a CUDA GPU that has it; on x86 a CPU with AMX-BF16, or an
+  AMD CPU with AVX512-BF16; BF16 on Arm), fp16 on an older CUDA GPU, fp32 everywhere else. The presets use it: bf16 is
+  not faster everywhere, and the rule (see cpu_bf16_is_faster) follows what was measured, not the flags alone:
+  - AVX2-only AMD EPYC: DRAW's paper step took 3.9 s in bf16 against 0.87 s in fp32, and oneDNN's LSTM has no bf16
+    kernel there at all ("could not create a primitive descriptor for the LSTM forward propagation primitive").
+  - AMD EPYC with AVX512-BF16: bf16 GEMMs at the DRAW step's shapes ran at 71-373 GFLOP/s against 51-180 in fp32
+    (the faster kernel of each, one thread), and the step took 0.61x the fp32 time (bench/results/draw_speed.json).
+  - Intel Xeon with AVX512-BF16 and AVX512-FP16 but no AMX: bf16 GEMMs ran at 25-73 GFLOP/s against 62-120 in fp32,
+    and the step took 1.34x the fp32 time (bench/results/draw_speed_intel.json).
 - "fp32": no autocast.
 - "bf16": autocast to bfloat16 on CPU or CUDA; no loss scaling needed (bf16 has fp32's exponent range).
 - "fp16": autocast to float16 with a GradScaler (meant for CUDA; also runs on CPU for testing).
@@ -57,13 +62,22 @@ def cpu_bf16() -> str:
     return "emulated" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "none"
 
 
+def cpu_bf16_is_faster() -> bool:
+    """Whether "auto" means bf16 on this CPU. A rule from measurements (the module docstring lists them), not a timing:
+    a precision picked by timing could differ between two runs on one machine. bf16 needs native kernels, and on an
+    Intel CPU also AMX: AVX512-BF16 alone made the GEMMs slower than fp32 there, while AMD's ran them twice as fast."""
+    if cpu_bf16() != "native":
+        return False
+    return cpu_vendor() != "GenuineIntel" or "amx_bf16" in cpu_flags()
+
+
 def resolve_precision(name: str, device: torch.device) -> str:
     """The precision "auto" stands for on `device` (see the module docstring); any other name is returned as it is."""
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_bf16() == "native":
+    if device.type == "cpu" and cpu_bf16_is_faster():
         return "bf16"
     return "fp32"
 
