@@ -91,9 +91,9 @@ def main(argv=None) -> int:
             "test_bound_nats": round(r["test_bound"], 2), "test_bound_stderr": round(r["test_bound_stderr"], 2),
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
             "test_images": r["test_images"], "test_subset": r["test_subset"],
-            "test_bound_seconds": round(r["test_bound_seconds"], 1),
+            "test_bound_seconds": round(r["test_bound_seconds"], 3),
             "iwae_bound_nats": iwae(r, "iwae_bound", 2), "iwae_bound_stderr": iwae(r, "iwae_bound_stderr", 2),
-            "iwae_seconds": iwae(r, "iwae_seconds", 1),
+            "iwae_seconds": iwae(r, "iwae_seconds", 3),
             "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
             "elbo_on_iwae_images": iwae(r, "elbo_bound_on_iwae_images", 2),
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
