@@ -76,7 +76,6 @@ def main(argv=None) -> int:
         r = evaluate.evaluate_release(str(run / "release"), data=args.data, iwae_k=args.iwae_k,
                                       iwae_images=args.iwae_images, subset_seed=args.subset_seed)
         cfg = r["config"]
-
         key = "attention" if cfg["attention"] else "no_attention"
         if key in figures:
             key = f"{key}_{run.name}"
