@@ -78,7 +78,8 @@ def test_auto_precision_is_bf16_only_where_it_was_measured_faster(monkeypatch):
     assert Precision("auto", cpu).name == ("bf16" if cpu_bf16_is_faster() else "fp32")
     # the same decision for the other kinds of CPU, by their /proc/cpuinfo vendor and flags: AVX512-BF16 makes bf16
     # the faster precision on AMD (bench/results/draw_speed.json) but the slower one on Intel without AMX
-    # (bench/results/draw_speed_intel.json)
+    # (bench/results/draw_speed_intel.json), and the faster one again on Intel with AMX
+    # (bench/results/draw_speed_amx.json)
     for vendor, flags, expected in [
             ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, "bf16"),
             ("GenuineIntel", {"avx2", "avx512f", "avx512_bf16", "avx512_fp16"}, "fp32"),

@@ -5,11 +5,11 @@ AVX-512, while oneDNN (which torch also ships, and already uses for bf16) runs A
 EPYC with AVX-512 (one thread, bench/results/draw_speed.json: gemm_gflop_per_s_at_step_shapes), the step's fp32 GEMMs
 ran at 74-87 GFLOP/s in MKL and 157-182 in oneDNN, while in bf16 the two were within a few percent. On an AMD EPYC
 with AVX2 only, MKL was the faster one (the step's shapes took 1.21x longer in oneDNN, one thread), and on an Intel Xeon
-with AVX-512 MKL's fp32 was the faster at 10 of the 12 shapes (bench/results/draw_speed_intel.json). So the rule is:
-fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else -> torch's own matmul ("blas"). It is a rule, not a
-timing: a kernel picked by timing can differ from one process to the next on a busy machine, the two kernels round
-differently, and a resumed run would then no longer repeat the uninterrupted one bit for bit
-(tests/test_draw_recipe.py checks it).
+with AVX-512 MKL's fp32 was the faster at 10 of the 12 shapes (bench/results/draw_speed_intel.json), on one with AMX at
+11 (bench/results/draw_speed_amx.json). So the rule is: fp32 on an AMD CPU with AVX-512 -> oneDNN, everything else ->
+torch's own matmul ("blas"). It is a rule, not a timing: a kernel picked by timing can differ from one process to the
+next on a busy machine, the two kernels round differently, and a resumed run would then no longer repeat the
+uninterrupted one bit for bit (tests/test_draw_recipe.py checks it).
 
     linear(a, w, bias)   bias + a @ w^T, a (M, K), w (N, K), bias (N,) or (M, N) or None -> (M, N)
 
