@@ -24,7 +24,7 @@ from PIL import Image
 from speechdraw import models
 from speechdraw.asr.metrics import ErrorRates
 from speechdraw.draw.bounds import elbo_bound
-from speechdraw.draw.data import load_binarized_mnist, mnist_splits
+from speechdraw.draw.data import ImageSet, load_binarized_mnist, mnist_splits
 
 REGISTRY = REPO / "models" / "registry.json"
 # 2 of these 48 words were wrong when the first augmented model shipped (4.2% WER); greedy decoding alone, without the
@@ -79,9 +79,9 @@ def test_the_default_speech_model_transcribes_held_out_speech(tmp_path):
 
 NPZ = SHARED / "data" / "binarized_mnist" / "binarized_mnist.npz"
 # The shipped DRAW model's negative ELBO on a seeded random 500 of the paper's test images (the test set is sorted by
-# class: never its first N) was 86.22 nats when it shipped (83.78 on all 10,000). The model it replaced scored 86.25
-# there (84.23 on all 10,000): 500 images cannot tell those two apart, so the bound stays where it failed the one
-# before them (87.35); an untrained model scores about 540, the tiny preset about 110.
+# class: never its first N) was 85.99 nats when it shipped (83.42 on all 10,000). The two models before it scored 86.22
+# and 86.25 there (83.78 and 84.23 on all 10,000): 500 images cannot tell those apart, so the bound stays where it
+# failed the one before them (87.35); an untrained model scores about 540, the tiny preset about 110.
 DRAW_BOUND = 86.8
 
 
@@ -109,8 +109,8 @@ def test_the_default_draw_model_draws_without_model_and_scores_held_out_digits(t
 
 
 # draw-mnist-cond's negative ELBO, given the labels, on a seeded random 500 of the IDX test digits (fixed binarisation,
-# seed 2015) was 84.50 nats when it shipped (83.46 on all 10,000); the unconditional draw-mnist, 67 epochs further
-# trained, scores 84.77 on the same 500, so a model that ignored its labels would fail.
+# seed 2015) was 84.50 nats when it shipped (83.46 on all 10,000). Given each digit the next class's label instead it
+# scored 108.44 there: a model that ignored its labels would score the same both ways and fails the gap of 10.
 DRAW_COND_BOUND = 84.65
 
 
@@ -133,3 +133,5 @@ def test_the_class_conditional_draw_model_draws_each_label_and_scores_held_out_d
     test = mnist_splits(mnist).test
     result = elbo_bound(model, test, max_images=500, subset_seed=0, seed=0)
     assert result["images"] == 500 and result["bound"] <= DRAW_COND_BOUND, result
+    wrong = elbo_bound(model, ImageSet(test.images, (test.labels + 1) % 10), max_images=500, subset_seed=0, seed=0)
+    assert wrong["bound"] > result["bound"] + 10, (wrong, result)
