@@ -53,17 +53,12 @@ def _continued(after: str) -> dict:
             f"epochs trained (after {after})": "attention.epochs_trained"}
 
 
-def _cond(key: str, start_epochs: int) -> dict:
-    """A class-conditional record's figures: the conditional run (its key, e.g. attention_draw-cond) scored beside the
-    unconditional model it started from (key attention) on the same labelled test digits."""
-    return {"test negative ELBO, nats": f"{key}.test_bound_nats", "IWAE bound (K=100), nats": f"{key}.iwae_bound_nats",
-            "IWAE images": f"{key}.iwae_images", "test images": f"{key}.test_images",
-            f"the unconditional model it started from ({start_epochs} epochs), same test images, nats":
-                "attention.test_bound_nats",
-            f"epochs trained (after draw-mnist's {start_epochs})": f"{key}.epochs_trained"}
-
-
-_COND = _cond("attention_draw-cond", 23)
+# draw_quality_cond scores the class-conditional run (its key: attention_draw-cond) beside the unconditional one.
+_COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
+         "IWAE bound (K=100), nats": "attention_draw-cond.iwae_bound_nats",
+         "IWAE images": "attention_draw-cond.iwae_images", "test images": "attention_draw-cond.test_images",
+         "the unconditional model it started from (23 epochs), same test images, nats": "attention.test_bound_nats",
+         "epochs trained (after draw-mnist's 23)": "attention_draw-cond.epochs_trained"}
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
            "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"), "draw_quality_cond": _COND,
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
@@ -72,7 +67,6 @@ FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality
            "draw_quality_dyn2": _continued("the 52 of draw_quality_dyn's model"),
            "draw_quality_dyn3": _continued("the 76 of draw_quality_dyn2's model"),
            "draw_quality_dyn4": _continued("the 90 of draw_quality_dyn3's model"),
-           "draw_quality_cond2": _cond("attention_draw-cond2", 110),
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
