@@ -53,14 +53,22 @@ def _continued(after: str) -> dict:
             f"epochs trained (after {after})": "attention.epochs_trained"}
 
 
-# draw_quality_cond scores the class-conditional run (its key: attention_draw-cond) beside the unconditional one.
-_COND = {"test negative ELBO, nats": "attention_draw-cond.test_bound_nats",
-         "IWAE bound (K=100), nats": "attention_draw-cond.iwae_bound_nats",
-         "IWAE images": "attention_draw-cond.iwae_images", "test images": "attention_draw-cond.test_images",
-         "the unconditional model it started from (23 epochs), same test images, nats": "attention.test_bound_nats",
-         "epochs trained (after draw-mnist's 23)": "attention_draw-cond.epochs_trained"}
+
+
+def _cond(run: str, start: str) -> dict:
+    """Figures of a class-conditional record, which scores the conditional run (key attention_<run>) beside the
+    unconditional model it started from (key attention), `start` saying which that was."""
+    key = f"attention_{run}"
+    return {"test negative ELBO, nats": f"{key}.test_bound_nats", "IWAE bound (K=100), nats": f"{key}.iwae_bound_nats",
+            "IWAE images": f"{key}.iwae_images", "test images": f"{key}.test_images",
+            f"the unconditional model it started from ({start}), same test images, nats": "attention.test_bound_nats",
+            f"epochs trained (after {start})": f"{key}.epochs_trained"}
+
+
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
-           "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"), "draw_quality_cond": _COND,
+           "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"),
+           "draw_quality_cond": _cond("draw-cond", "draw-mnist's 23 epochs"),
+           "draw_quality_cond3": _cond("draw-cond3", "draw-mnist's 110 epochs"),
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
            "draw_quality_cos2": _continued("the 28 of draw_quality_cos's model"),
            "draw_quality_dyn": _continued("the 40 of draw_quality_cos2's model"),
