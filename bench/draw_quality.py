@@ -45,9 +45,10 @@ def hyper_parameters(config: dict) -> dict:
     return c
 
 
-def iwae(r: dict, field: str, digits: int) -> float | None:
-    """One IWAE figure of an evaluation, rounded; None when the IWAE bound was skipped (--iwae-k 0)."""
-    return round(r[field], digits) if "iwae_bound" in r else None
+def optional(r: dict, field: str, digits: int) -> float | None:
+    """A figure an evaluation may not have, rounded; None where it was not measured (the IWAE fields with --iwae-k 0,
+    the wrong-label bound of an unconditional model)."""
+    return round(r[field], digits) if field in r else None
 
 
 def main(argv=None) -> int:
@@ -91,10 +92,12 @@ def main(argv=None) -> int:
             "test_recon": round(r["test_recon"], 2), "test_kl": round(r["test_kl"], 2),
             "test_images": r["test_images"], "test_subset": r["test_subset"],
             "test_bound_seconds": round(r["test_bound_seconds"], 3),
-            "iwae_bound_nats": iwae(r, "iwae_bound", 2), "iwae_bound_stderr": iwae(r, "iwae_bound_stderr", 2),
-            "iwae_seconds": iwae(r, "iwae_seconds", 3),
+            # class-conditional runs: the same images with each given the next class's label (None otherwise)
+            "test_bound_wrong_label_nats": optional(r, "test_bound_wrong_label", 2),
+            "iwae_bound_nats": optional(r, "iwae_bound", 2), "iwae_bound_stderr": optional(r, "iwae_bound_stderr", 2),
+            "iwae_seconds": optional(r, "iwae_seconds", 3),
             "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
-            "elbo_on_iwae_images": iwae(r, "elbo_bound_on_iwae_images", 2),
+            "elbo_on_iwae_images": optional(r, "elbo_bound_on_iwae_images", 2),
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
                 "valid_bound"), "epochs_trained": len(curve), "train_minutes": r["release_metrics"].get(
                 "train_minutes"), "median_s_per_step": s_per_step, "learning_curve": curve,

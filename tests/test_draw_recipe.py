@@ -21,7 +21,7 @@ from PIL import Image
 from speechdraw import cli
 from speechdraw.draw import render
 from speechdraw.draw.bounds import elbo_bound, evaluation_subset
-from speechdraw.draw.data import mnist_splits
+from speechdraw.draw.data import ImageSet, mnist_splits
 from speechdraw.draw.model import Draw, DrawConfig
 from speechdraw.draw.sample import load_draw, sample
 from speechdraw.engine.checkpoint import safe_load
@@ -287,4 +287,8 @@ def test_class_conditional_run_starts_from_an_unconditional_model(tiny_run, tmp_
         assert 0 < f["iwae_bound_stderr"] < 20 and f["iwae_seconds"] > 0 and f["test_bound_seconds"] > 0
     with threads(1):
         want = elbo_bound(trained, mnist.test)["bound"]
+        wrong = elbo_bound(trained, ImageSet(mnist.test.images, (mnist.test.labels + 1) % 10))["bound"]
     assert labelled["test_bound_nats"] == pytest.approx(want, abs=0.01)
+    # Label use: the same digits each given the next class's label, recorded for the conditional run only.
+    assert labelled["test_bound_wrong_label_nats"] == pytest.approx(wrong, abs=0.01) and abs(wrong - want) > 0.01
+    assert plain["test_bound_wrong_label_nats"] is None
