@@ -53,8 +53,6 @@ def _continued(after: str) -> dict:
             f"epochs trained (after {after})": "attention.epochs_trained"}
 
 
-
-
 def _cond(run: str, start: str) -> dict:
     """Figures of a class-conditional record, which scores the conditional run (key attention_<run>) beside the
     unconditional model it started from (key attention), `start` saying which that was."""
@@ -68,7 +66,9 @@ def _cond(run: str, start: str) -> dict:
 FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality_paper12": _PAPER,
            "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"),
            "draw_quality_cond": _cond("draw-cond", "draw-mnist's 23 epochs"),
-           "draw_quality_cond3": _cond("draw-cond3", "draw-mnist's 110 epochs"),
+           "draw_quality_cond3": {**_cond("draw-cond3", "draw-mnist's 110 epochs"),
+                                  "the same, each digit given the next class's label, nats":
+                                      "attention_draw-cond3.test_bound_wrong_label_nats"},
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
            "draw_quality_cos2": _continued("the 28 of draw_quality_cos's model"),
            "draw_quality_dyn": _continued("the 40 of draw_quality_cos2's model"),
