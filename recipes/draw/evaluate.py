@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from speechdraw.draw.bounds import elbo_bound, iwae_bound
-from speechdraw.draw.data import DataSource, ImageSet, load_test
+from speechdraw.draw.data import DataSource, load_test
 from speechdraw.draw.sample import load_draw
 from speechdraw.engine.release import ReleaseError
 
@@ -72,8 +72,8 @@ def evaluate_release(model_path: str, *, data: str | None = None, iwae_k: int = 
     if cfg.num_classes and test.labels is not None:
         # Label use: the same images, the same noise, each given the next class's label. A model that ignores its
         # labels scores the same; one that draws what the label asks for scores much worse.
-        wrong = ImageSet(test.images, (test.labels + 1) % cfg.num_classes)
-        w = elbo_bound(model, wrong, batch_size=batch_size, seed=seed, max_images=max_images, subset_seed=subset_seed)
+        w = elbo_bound(model, test.with_next_labels(cfg.num_classes), batch_size=batch_size, seed=seed,
+                       max_images=max_images, subset_seed=subset_seed)
         result["test_bound_wrong_label"] = w["bound"]
         log(f"  given each image the next class's label instead: {w['bound']:.2f} nats "
             f"({w['bound'] - b['bound']:+.2f})")

@@ -91,6 +91,13 @@ class ImageSet(Dataset):
         """(C, H, W) the mean pixel values, for Draw.init_canvas_from_data."""
         return self.images.mean(0)
 
+    def with_next_labels(self, num_classes: int) -> ImageSet:
+        """The same images, each labelled with the next class, (label + 1) mod num_classes: scored beside the true
+        labels, it shows how much a class-conditional model relies on its labels."""
+        if self.labels is None:
+            raise ValueError("these images have no labels")
+        return ImageSet(self.images, (self.labels + 1) % num_classes)
+
 
 class DynamicBinarized(ImageSet):
     """Grey images re-binarised every epoch: image = (u < p), u ~ U(0, 1) drawn from a generator seeded by (seed,
