@@ -94,7 +94,13 @@ class RunContext:
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.cfg.compile:
-            wrapped = torch.compile(wrapped)
+            if callable(getattr(model, "compile_step", None)):
+                # A model built around one step repeated many times (DRAW's glimpses) compiles that step itself:
+                # whole, its unrolled forward holds custom autograd Functions that torch.compile cannot trace.
+                model.compile_step()
+                self.print(f"torch.compile: {type(model).__name__}.compile_step (the model's repeated step)")
+            else:
+                wrapped = torch.compile(wrapped)
         return wrapped
 
     def logger(self) -> MetricsLogger:
