@@ -15,12 +15,15 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # a benchmark run from a clone measures that clone's speechdraw
+
+from speechdraw.engine.release import tree_state  # noqa: E402
 
 
 def load_recipe(recipe: str, script: str):
@@ -30,23 +33,6 @@ def load_recipe(recipe: str, script: str):
     sys.modules[spec.name] = module  # dataclasses in the script look their module up here
     spec.loader.exec_module(module)
     return module
-
-
-def tree_state(repo: Path = REPO) -> tuple[str, list[str]]:
-    """(HEAD commit, paths that differ from it) of the git work tree at `repo`; ("unknown", [reason]) outside git.
-
-    Untracked files count as differences (an uncommitted module can change what a benchmark measures); ignored ones
-    (run outputs, caches) and records under bench/results/ do not (a record is an output: writing one must not make
-    the next benchmark in the same clone refuse).
-    """
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
-                                text=True, check=True, cwd=repo)
-    except (OSError, subprocess.CalledProcessError) as e:
-        return "unknown", [f"not a git work tree ({e})"]
-    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
-    return head.stdout.strip(), [p for p in changed if not p.startswith("bench/results/")]
 
 
 def require_clean_tree(allow_dirty: bool, repo: Path = REPO) -> dict:

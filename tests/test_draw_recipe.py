@@ -76,6 +76,12 @@ def test_tiny_preset_beats_independent_pixels_and_releases_its_best_weights(tiny
         again = elbo_bound(model, mnist.valid, max_images=2000)
     assert again["bound"] == pytest.approx(min(bounds), abs=1e-3)  # same weights, same seeded noise, same images
 
+    # The run's resolved config names the code that ran: this checkout's package at its commit.
+    code = json.loads((run / "config.json").read_text())["code"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert code["package"] == str(REPO / "speechdraw") and code["git_commit"] == head
+    assert isinstance(code["dirty"], bool) and code["dirty"] == bool(code["changed"])
+
 
 def test_sample_command_writes_a_grid_and_a_gif_with_one_frame_per_glimpse(tiny_run, tmp_path):
     release = tiny_run[0] / "release"

@@ -30,12 +30,39 @@ class ReleaseError(RuntimeError):
     pass
 
 
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the speechdraw package this process imported
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
+                              cwd=PACKAGE_DIR).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def tree_state(repo: Path = PACKAGE_DIR) -> tuple[str, list[str]]:
+    """(HEAD commit, paths that differ from it) of the git work tree at `repo`; ("unknown", [reason]) outside git.
+
+    Untracked files count as differences (an uncommitted module can change what runs); ignored ones (run outputs,
+    caches) and records under bench/results/ do not (a record is an output: writing one must not make the next
+    benchmark in the same clone refuse).
+    """
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
+                                text=True, check=True, cwd=repo)
+    except (OSError, subprocess.CalledProcessError) as e:
+        return "unknown", [f"not a git work tree ({e})"]
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    return head.stdout.strip(), [p for p in changed if not p.startswith("bench/results/")]
+
+
+def code_state() -> dict:
+    """Which code this process runs: the imported package's directory, its git commit and the paths that differ from
+    that commit (an editable install runs the checkout it points at, whatever the current directory is)."""
+    commit, changed = tree_state()
+    return {"package": str(PACKAGE_DIR), "git_commit": commit, "dirty": bool(changed), "changed": changed[:50]}
 
 
 @dataclass

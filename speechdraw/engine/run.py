@@ -27,6 +27,7 @@ from speechdraw.engine.device import Precision, select_device
 from speechdraw.engine.distributed import DistInfo
 from speechdraw.engine.ema import EMA
 from speechdraw.engine.logger import MetricsLogger
+from speechdraw.engine.release import code_state
 from speechdraw.engine.seed import get_rng_state, seed_everything, set_deterministic, set_rng_state
 from speechdraw.engine.step import TrainStep
 
@@ -140,7 +141,7 @@ def setup_run(cfg: TrainConfig, full_config=None) -> RunContext:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved_config(run_dir, full_config if full_config is not None else cfg, world_size=info.world_size,
                               precision=ctx.precision.name,  # what "auto" resolved to on this machine
-                              resumed_from=str(ctx.resume_path) if ctx.resume_path else None,
+                              resumed_from=str(ctx.resume_path) if ctx.resume_path else None, code=code_state(),
                               changed_on_resume={k: list(v) for k, v in changed.items()})
     distributed.barrier()
     return ctx
