@@ -110,6 +110,26 @@ def test_fused_lstm_step_and_deferred_weight_gradient_match_autograd():
         torch.testing.assert_close(got_c.detach(), expect_c)
 
 
+@pytest.mark.parametrize("overrides", [{}, {"num_classes": 4}, {"attention": False}])
+def test_the_glimpse_compile_step_traces_gives_the_same_loss_and_gradients(overrides):
+    """What Draw.compile_step hands torch.compile (_traced_glimpse: plain ops on constant weights, taps carrying each
+    GEMM output's gradient to the deferred weight gradient), run here without the compiler, in float64."""
+    cfg = tiny_config(height=12, width=16, **overrides)
+    plain = calm_model(cfg, seed=5).double()
+    traced = Draw(cfg).double()
+    traced.load_state_dict(plain.state_dict())
+    traced._compiled_glimpse = traced._traced_glimpse
+    x = (torch.rand(6, 1, 12, 16) < 0.4).double()
+    labels = torch.tensor([0, 1, 2, 3, 0, 1]) if cfg.num_classes else None
+    eps = torch.randn(cfg.steps, 6, cfg.z_size, dtype=torch.float64)
+    for model in (plain, traced):
+        model(x, labels, eps=eps).nll_bound.sum().backward()
+    torch.testing.assert_close(traced(x, labels, eps=eps).nll_bound, plain(x, labels, eps=eps).nll_bound)
+    for (name, p), q in zip(plain.named_parameters(), traced.parameters()):
+        assert p.grad.abs().max() > 0, name
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-12, msg=name)
+
+
 def test_untrained_read_window_starts_at_the_image_centre():
     model = Draw(tiny_config(height=12, width=16))
     with torch.no_grad():
