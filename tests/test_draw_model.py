@@ -110,15 +110,16 @@ def test_fused_lstm_step_and_deferred_weight_gradient_match_autograd():
         torch.testing.assert_close(got_c.detach(), expect_c)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"num_classes": 4}, {"attention": False}])
-def test_the_glimpse_compile_step_traces_gives_the_same_loss_and_gradients(overrides):
-    """What Draw.compile_step hands torch.compile (_traced_glimpse: plain ops on constant weights, taps carrying each
-    GEMM output's gradient to the deferred weight gradient), run here without the compiler, in float64."""
+@pytest.mark.parametrize("overrides,block", [({}, 1), ({"num_classes": 4}, 2), ({"attention": False}, 3)])
+def test_the_blocks_compile_step_traces_give_the_same_loss_and_gradients(overrides, block):
+    """What Draw.compile_step hands torch.compile (_traced_block: `block` glimpses of plain ops on constant weights,
+    taps carrying each GEMM output's gradient to the deferred weight gradients), run without the compiler, in
+    float64; 3 glimpses per block over the 4 glimpses leaves a block of 1."""
     cfg = tiny_config(height=12, width=16, **overrides)
     plain = calm_model(cfg, seed=5).double()
     traced = Draw(cfg).double()
     traced.load_state_dict(plain.state_dict())
-    traced._compiled_glimpse = traced._traced_glimpse
+    traced._compiled_block, traced._block_size = traced._traced_block, block
     x = (torch.rand(6, 1, 12, 16) < 0.4).double()
     labels = torch.tensor([0, 1, 2, 3, 0, 1]) if cfg.num_classes else None
     eps = torch.randn(cfg.steps, 6, cfg.z_size, dtype=torch.float64)

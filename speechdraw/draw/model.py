@@ -329,27 +329,27 @@ class _GlimpseLSTM(torch.autograd.Function):
 
 
 class _GlimpseTaps(torch.autograd.Function):
-    """Zeros (B, N) per linear map, which a compiled glimpse adds to each map's GEMM output (see Draw.compile_step):
-    their gradients are those outputs' gradients, which backward writes into the maps' stashes, so each gate computes
-    its weight's gradient for all glimpses at once as it does for _GlimpseLinear, while the glimpse itself sees the
-    weights as constants. One node per glimpse for all its maps. Inputs: the stashes, the batch size, then each map's
-    gated (weight_t, bias), through which the gates' backward waits for every glimpse's."""
+    """Zeros (k, B, N) per linear map, which a compiled block of k glimpses adds to each map's GEMM outputs (see
+    Draw.compile_step): their gradients are those outputs' gradients, which backward writes into the maps' stashes, so
+    each gate computes its weight's gradient for all glimpses at once as it does for _GlimpseLinear, while the block
+    sees the weights as constants. One node per block for all its maps. Inputs: the stashes, k, the batch size, then
+    each map's gated (weight_t, bias), through which the gates' backward waits for every block's."""
 
     @staticmethod
-    def forward(ctx, stashes: tuple[_Stash, ...], batch: int, *gated: Tensor):
-        ctx.stashes, ctx.ts = stashes, [s.count for s in stashes]
+    def forward(ctx, stashes: tuple[_Stash, ...], k: int, batch: int, *gated: Tensor):
+        ctx.stashes, ctx.ts, ctx.k = stashes, [s.count for s in stashes], k
         for s in stashes:
-            s.count += 1
+            s.count += k
         # In the stash's dtype: the compiled backward then rounds each gradient to bf16 in a loop it already runs.
-        return tuple(s.g.new_zeros(()).expand(batch, s.w.shape[1]) for s in stashes)
+        return tuple(s.g.new_zeros(()).expand(k, batch, s.w.shape[1]) for s in stashes)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads: Tensor):
         for s, t, grad in zip(ctx.stashes, ctx.ts, grads):
-            s.g[t].copy_(grad)
-            s.filled[t] = True
-        return (None, None, *[None] * (2 * len(ctx.stashes)))
+            s.g[t:t + ctx.k].copy_(grad)
+            s.filled[t:t + ctx.k] = [True] * ctx.k
+        return (None, None, None, *[None] * (2 * len(ctx.stashes)))
 
 
 def _stash_input(stash: _Stash, t: int, parts: tuple[Tensor, ...]) -> Tensor:
@@ -419,24 +419,27 @@ class SharedLinear:
         return lstm_pointwise_ops(self(*parts), c)
 
     def keep_input(self, x: Tensor) -> None:
-        """The compiled glimpse's (B, K) input, for the weight's gradient."""
+        """A compiled block's inputs (k, B, K), the last k glimpses', for the weight's gradient."""
         if self.deferred:
-            self.stash.x[self.stash.count - 1].copy_(x)
+            self.stash.x[self.stash.count - x.shape[0]:self.stash.count].copy_(x)
 
 
 class _TracedLinear:
     """SharedLinear inside a compiled glimpse: plain ops on a constant weight, plus the tap that carries the output's
-    gradient out (see _GlimpseTaps); remembers its input for SharedLinear.keep_input."""
+    gradient out (see _GlimpseTaps); remembers its inputs for SharedLinear.keep_input."""
 
-    def __init__(self, w: Tensor, bias: Tensor, tap: Tensor | None):
-        self.w, self.bias, self.tap = w, bias, tap
-        self.x = None
+    def __init__(self, w: Tensor, bias: Tensor, taps: Tensor | None):
+        self.w, self.bias, self.taps = w, bias, taps  # taps (k, B, N): one per glimpse of the block
+        self.xs = []
 
     def __call__(self, *parts: Tensor) -> Tensor:
         x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        self.x = x.to(self.w.dtype)
-        out = _matmul_bias(self.x, self.w, self.bias)
-        return out if self.tap is None else out + self.tap
+        x = x.to(self.w.dtype)
+        out = _matmul_bias(x, self.w, self.bias)
+        if self.taps is not None:
+            out = out + self.taps[len(self.xs)]
+        self.xs.append(x)
+        return out
 
     def lstm(self, c: Tensor, *parts: Tensor) -> tuple[Tensor, Tensor]:
         return lstm_pointwise_ops(self(*parts), c)
@@ -451,11 +454,11 @@ class _Fused(NamedTuple):
     heads: SharedLinear  # h_dec_t -> [write params (5), patch (P), next read params (5)]; (B, C H W) w/o attention
 
 
-def _traced_args(w: _Fused) -> tuple:
-    """For one compiled glimpse, per map: (K, N) weight in the GEMM dtype and bias, both constants to the glimpse, and
-    the zeros whose gradient is the map's output's (None without gradients)."""
+def _traced_args(w: _Fused, k: int) -> tuple:
+    """For one compiled block of k glimpses, per map: (K, N) weight in the GEMM dtype and bias, both constants to the
+    block, and the (k, B, N) zeros whose gradients are the map's outputs' (None without gradients)."""
     deferred = [m for m in w if m.deferred]
-    taps = iter(_GlimpseTaps.apply(tuple(m.stash for m in deferred), w[0].batch,
+    taps = iter(_GlimpseTaps.apply(tuple(m.stash for m in deferred), k, w[0].batch,
                                    *[t for m in deferred for t in (m.weight_t, m.bias)]) if deferred else ())
     return tuple((m.stash.w, m.bias.detach(), next(taps)) if m.deferred else (m.w_mm, m.bias, None) for m in w)
 
@@ -482,7 +485,8 @@ class Draw(nn.Module):
         if cfg.likelihood == "logistic":
             # Per-pixel log scale of the output logistic; e^-2.3 ~ 0.1, about the spread of pixels around a blurry mean.
             self.log_scale = nn.Parameter(torch.full(cfg.image_shape, math.log(0.1)))
-        self._compiled_glimpse = None  # compile_step()
+        self._compiled_block = None  # compile_step()
+        self._block_size = 1
 
     # ------------------------------------------------------------------------------------------------------------
     # set-up helpers
@@ -508,31 +512,33 @@ class Draw(nn.Module):
                 out[key] = torch.cat([w, w.new_zeros(w.shape[0], k)], dim=1)
         return out
 
-    def compile_step(self, **compile_kwargs) -> None:
-        """Run each glimpse through torch.compile (optional; the model is complete without it; --train.compile true).
+    def compile_step(self, glimpses_per_call: int = 4, **compile_kwargs) -> None:
+        """Run the glimpses through torch.compile, at most `glimpses_per_call` at a time (optional; the model is
+        complete without it; --train.compile true).
 
         The compiler traces _glimpse with _TracedLinear in place of the hand-written LSTM and linear Functions, which
         it cannot trace, and fuses its element-wise work; the weights enter as constants, so each weight's gradient is
-        still one GEMM over all glimpses (_GlimpseTaps). The compiled function is not a submodule, so the state dict
-        keeps its plain names."""
-        self._compiled_glimpse = torch.compile(self._traced_glimpse, **compile_kwargs)
+        still one GEMM over all glimpses (_GlimpseTaps). More glimpses per call cost less dispatch per glimpse and more
+        compilation; bench/draw_speed.py --compile times 4 (the default) against 1. Traces (reconstruct with trace,
+        the drawing process) run the glimpses uncompiled. The compiled function is not a
+        submodule, so the state dict keeps its plain names."""
+        if glimpses_per_call < 1:
+            raise ValueError(f"glimpses_per_call must be >= 1, got {glimpses_per_call}")
+        # The largest block that divides T: one compiled graph, no second one for a shorter last block.
+        steps = self.cfg.steps
+        self._block_size = max(k for k in range(1, min(glimpses_per_call, steps) + 1) if steps % k == 0)
+        self._compiled_block = torch.compile(self._traced_block, **compile_kwargs)
 
-    def _traced_glimpse(self, x: Tensor, canvas: Tensor, h_enc: Tensor, c_enc: Tensor, h_dec: Tensor, c_dec: Tensor,
-                        read_params: Tensor | None, eps: Tensor, args: tuple):
-        """_glimpse on _TracedLinear maps built from args (_traced_args(w)); also returns the four maps' inputs."""
+    def _traced_block(self, x: Tensor, state: tuple, eps: Tensor, args: tuple):
+        """k glimpses of _glimpse on _TracedLinear maps built from args (_traced_args), eps (k, B, Z): the state
+        (canvas, h_enc, c_enc, h_dec, c_dec, read params) after them, (mu, log sigma, z) per glimpse, and each map's
+        inputs (k, B, K)."""
         w = _Fused(*(_TracedLinear(*a) for a in args))
-        return self._glimpse(x, canvas, h_enc, c_enc, h_dec, c_dec, read_params, eps, w), tuple(m.x for m in w)
-
-    def _step(self, x: Tensor, canvas: Tensor, h_enc: Tensor, c_enc: Tensor, h_dec: Tensor, c_dec: Tensor,
-              read_params: Tensor | None, eps: Tensor, w: _Fused):
-        """One glimpse, compiled or not (see _glimpse)."""
-        if self._compiled_glimpse is None:
-            return self._glimpse(x, canvas, h_enc, c_enc, h_dec, c_dec, read_params, eps, w)
-        args = _traced_args(w)
-        out, inputs = self._compiled_glimpse(x, canvas, h_enc, c_enc, h_dec, c_dec, read_params, eps, args)
-        for m, inp in zip(w, inputs):
-            m.keep_input(inp)
-        return out
+        latents = []
+        for i in range(eps.shape[0]):
+            *state, mu, log_sigma, z, _ = self._glimpse(x, *state, eps[i], w)
+            latents.append((mu, log_sigma, z))
+        return tuple(state), latents, tuple(torch.stack(m.xs) for m in w)
 
     def _check_labels(self, labels: Tensor | None, batch: int) -> Tensor | None:
         """(B,) integer class labels on the model's device, or None for an unconditional model."""
@@ -641,12 +647,14 @@ class Draw(nn.Module):
 
     def _glimpses(self, x: Tensor, eps: Tensor, trace: bool, w: _Fused):
         cfg = self.cfg
+        if self._compiled_block is not None and not trace:
+            return self._compiled_glimpses(x, eps, w)
         canvas, h_enc, c_enc, h_dec, c_dec, read_params = self._initial(x.shape[0])
         mus, log_sigmas, zs, canvases, rwins, wwins = [], [], [], [], [], []
         for t in range(cfg.steps):
             if trace and cfg.attention:
                 rwins.append(attention.window_from_params(read_params, cfg.read_n, cfg.height, cfg.width))
-            canvas, h_enc, c_enc, h_dec, c_dec, read_params, mu, log_sigma, z, write_params = self._step(
+            canvas, h_enc, c_enc, h_dec, c_dec, read_params, mu, log_sigma, z, write_params = self._glimpse(
                 x, canvas, h_enc, c_enc, h_dec, c_dec, read_params, eps[t], w)
             mus.append(mu)
             log_sigmas.append(log_sigma)
@@ -656,6 +664,19 @@ class Draw(nn.Module):
                 if cfg.attention:
                     wwins.append(attention.window_from_params(write_params, cfg.write_n, cfg.height, cfg.width))
         return canvas, torch.stack(mus), torch.stack(log_sigmas), torch.stack(zs), canvases, rwins, wwins
+
+    def _compiled_glimpses(self, x: Tensor, eps: Tensor, w: _Fused):
+        """_glimpses through the compiled blocks (compile_step), without a trace."""
+        state = self._initial(x.shape[0])
+        latents = []
+        for t in range(0, self.cfg.steps, self._block_size):
+            block = eps[t:t + self._block_size]
+            state, block_latents, inputs = self._compiled_block(x, state, block, _traced_args(w, block.shape[0]))
+            for m, inp in zip(w, inputs):
+                m.keep_input(inp)
+            latents += block_latents
+        mus, log_sigmas, zs = (torch.stack(v) for v in zip(*latents))
+        return state[0], mus, log_sigmas, zs, [], [], []
 
     @contextlib.contextmanager
     def _precision(self):
