@@ -4,6 +4,7 @@ tests/test_draw_recipe.py.)"""
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import asdict
 
@@ -16,6 +17,7 @@ from speechdraw.draw.model import (
     Draw,
     DrawConfig,
     SharedLinear,
+    _Stash,
     discretized_logistic_nll,
     gaussian_kl,
 )
@@ -125,6 +127,8 @@ def test_the_blocks_compile_step_traces_give_the_same_loss_and_gradients(overrid
     eps = torch.randn(cfg.steps, 6, cfg.z_size, dtype=torch.float64)
     for model in (plain, traced):
         model(x, labels, eps=eps).nll_bound.sum().backward()
+    gc.collect()  # the graphs are gone, and with them every stash (a kept input copied with its history leaked them)
+    assert not [o for o in gc.get_objects() if type(o) is _Stash]
     torch.testing.assert_close(traced(x, labels, eps=eps).nll_bound, plain(x, labels, eps=eps).nll_bound)
     for (name, p), q in zip(plain.named_parameters(), traced.parameters()):
         assert p.grad.abs().max() > 0, name

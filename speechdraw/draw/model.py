@@ -420,8 +420,8 @@ class SharedLinear:
 
     def keep_input(self, x: Tensor) -> None:
         """A compiled block's inputs (k, B, K), the last k glimpses', for the weight's gradient."""
-        if self.deferred:
-            self.stash.x[self.stash.count - x.shape[0]:self.stash.count].copy_(x)
+        if self.deferred:  # detached: copied with its history, the buffer would join the graph that holds it
+            self.stash.x[self.stash.count - x.shape[0]:self.stash.count].copy_(x.detach())
 
 
 class _TracedLinear:
