@@ -520,8 +520,8 @@ class Draw(nn.Module):
         it cannot trace, and fuses its element-wise work; the weights enter as constants, so each weight's gradient is
         still one GEMM over all glimpses (_GlimpseTaps). More glimpses per call cost less dispatch per glimpse and more
         compilation; bench/draw_speed.py --compile times 4 (the default) against 1. Traces (reconstruct with trace,
-        the drawing process) run the glimpses uncompiled. The compiled function is not a
-        submodule, so the state dict keeps its plain names."""
+        the drawing process) run the glimpses uncompiled. The compiled function is not a submodule, so the state dict
+        keeps its plain names."""
         if glimpses_per_call < 1:
             raise ValueError(f"glimpses_per_call must be >= 1, got {glimpses_per_call}")
         # The largest block that divides T: one compiled graph, no second one for a shorter last block.
