@@ -376,6 +376,12 @@ def _matmul_bias(x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
     return torch.mm(x, w).to(bias.dtype).add_(bias)
 
 
+def _plain_map(parts: tuple[Tensor, ...], w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """[parts] concatenated in w's dtype, and bias + that @ w, with plain (autograd-traced) ops."""
+    x = (torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]).to(w.dtype)
+    return x, _matmul_bias(x, w, bias)
+
+
 def _split_input_grad(ctx, grad_out: Tensor, w: Tensor, dtype: torch.dtype) -> list[Tensor | None]:
     """d[parts] = grad_out @ w^T in dtype, split back into the concatenated parts (None where no grad is needed)."""
     needs = ctx.needs_input_grad[-len(ctx.widths):]
@@ -397,7 +403,6 @@ class SharedLinear:
                  mm_dtype: torch.dtype | None = None):
         self.deferred = deferred and torch.is_grad_enabled() and (weight_t.requires_grad or bias.requires_grad)
         mm_dtype = mm_dtype or weight_t.dtype
-        self.batch = batch
         if self.deferred:
             self.stash = _Stash(steps, batch, weight_t, mm_dtype)
             weight_t, bias = _SharedWeightGate.apply(weight_t, bias, self.stash)
@@ -409,8 +414,7 @@ class SharedLinear:
         """(B, K_1), (B, K_2), ... -> (B, N)."""
         if self.deferred:
             return _GlimpseLinear.apply(self.weight_t, self.bias, self.stash, *parts)
-        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return _matmul_bias(x.to(self.w_mm.dtype), self.w_mm, self.bias)
+        return _plain_map(parts, self.w_mm, self.bias)[1]
 
     def lstm(self, c: Tensor, *parts: Tensor) -> tuple[Tensor, Tensor]:
         """An LSTM cell step whose gates are this map of [parts]: (B, H) cell, inputs -> (h, c) of the next step."""
@@ -433,9 +437,7 @@ class _TracedLinear:
         self.xs = []
 
     def __call__(self, *parts: Tensor) -> Tensor:
-        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        x = x.to(self.w.dtype)
-        out = _matmul_bias(x, self.w, self.bias)
+        x, out = _plain_map(parts, self.w, self.bias)
         if self.taps is not None:
             out = out + self.taps[len(self.xs)]
         self.xs.append(x)
@@ -458,7 +460,7 @@ def _traced_args(w: _Fused, k: int) -> tuple:
     """For one compiled block of k glimpses, per map: (K, N) weight in the GEMM dtype and bias, both constants to the
     block, and the (k, B, N) zeros whose gradients are the map's outputs' (None without gradients)."""
     deferred = [m for m in w if m.deferred]
-    taps = iter(_GlimpseTaps.apply(tuple(m.stash for m in deferred), k, w[0].batch,
+    taps = iter(_GlimpseTaps.apply(tuple(m.stash for m in deferred), k, deferred[0].stash.x.shape[1],
                                    *[t for m in deferred for t in (m.weight_t, m.bias)]) if deferred else ())
     return tuple((m.stash.w, m.bias.detach(), next(taps)) if m.deferred else (m.w_mm, m.bias, None) for m in w)
 

@@ -33,14 +33,6 @@ class ReleaseError(RuntimeError):
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the speechdraw package this process imported
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=PACKAGE_DIR).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def tree_state(repo: Path = PACKAGE_DIR) -> tuple[str, list[str]]:
     """(HEAD commit, paths that differ from it) of the git work tree at `repo`; ("unknown", [reason]) outside git.
 
@@ -56,6 +48,11 @@ def tree_state(repo: Path = PACKAGE_DIR) -> tuple[str, list[str]]:
         return "unknown", [f"not a git work tree ({e})"]
     changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
     return head.stdout.strip(), [p for p in changed if not p.startswith("bench/results/")]
+
+
+def git_commit() -> str:
+    """The commit of the checkout this process imported speechdraw from ("unknown" outside git)."""
+    return tree_state()[0]
 
 
 def code_state() -> dict:
