@@ -430,3 +430,31 @@ def test_an_unconditional_state_dict_starts_a_conditional_model_that_ignores_its
     with pytest.raises(RuntimeError):  # other mismatches are left for load_state_dict to refuse
         Draw(tiny_config(num_classes=10, z_size=7)).load_state_dict(
             Draw(tiny_config(num_classes=10, z_size=7)).label_columns_added(plain.state_dict()), strict=True)
+
+
+def test_compiled_step_stays_one_graph_per_batch_size_through_validation():
+    """Draw.compile_step's blocks compile without a graph break, with gradients and without (validation), one graph
+    each; training after a validation at another batch size still runs compiled (a graph break in the no-gradient
+    path once sent the block back to eager for the rest of a run: 0.26 -> 0.42 s/step). The compiled losses match
+    the eager model's."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = tiny_config(height=12, width=16)
+    eager = calm_model(cfg, seed=3)
+    compiled = Draw(cfg)
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_step(glimpses_per_call=2)
+    gen = torch.Generator().manual_seed(0)
+    train_x, valid_x = ((torch.rand(n, 1, 12, 16, generator=gen) < 0.4).float() for n in (6, 10))
+    train_eps, valid_eps = (torch.randn(cfg.steps, n, cfg.z_size, generator=gen) for n in (6, 10))
+    for _ in range(2):  # train, validate, train: no new graph the second time round
+        for model in (eager, compiled):
+            model(train_x, eps=train_eps).nll_bound.mean().backward()
+        torch.testing.assert_close(compiled.canvas0.grad, eager.canvas0.grad, rtol=1e-4, atol=1e-6)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(valid_x, eps=valid_eps).nll_bound,
+                                       eager(valid_x, eps=valid_eps).nll_bound, rtol=1e-4, atol=1e-4)
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 2

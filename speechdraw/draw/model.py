@@ -366,20 +366,23 @@ def _stash_input(stash: _Stash, t: int, parts: tuple[Tensor, ...]) -> Tensor:
     return x
 
 
-def _matmul_bias(x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
+def _matmul_bias(x: Tensor, w: Tensor, bias: Tensor, choose_kernel: bool = True) -> Tensor:
     """bias + x @ w in bias's dtype: one addmm when the operands share it, else the GEMM in the operands' dtype (bf16)
-    and the bias added in full precision. Outside autograd through the kernel gemm.py measured fastest on this CPU."""
-    if not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or bias.requires_grad)):
+    and the bias added in full precision. Outside autograd, with choose_kernel, through the kernel gemm.py measured
+    fastest on this CPU."""
+    no_grad = not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or bias.requires_grad))
+    if choose_kernel and no_grad:
         return gemm.linear(x, w.t(), bias)
     if x.dtype == bias.dtype:
         return torch.addmm(bias, x, w)
     return torch.mm(x, w).to(bias.dtype).add_(bias)
 
 
-def _plain_map(parts: tuple[Tensor, ...], w: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+def _plain_map(parts: tuple[Tensor, ...], w: Tensor, bias: Tensor,
+               choose_kernel: bool = True) -> tuple[Tensor, Tensor]:
     """[parts] concatenated in w's dtype, and bias + that @ w, with plain (autograd-traced) ops."""
     x = (torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]).to(w.dtype)
-    return x, _matmul_bias(x, w, bias)
+    return x, _matmul_bias(x, w, bias, choose_kernel)
 
 
 def _split_input_grad(ctx, grad_out: Tensor, w: Tensor, dtype: torch.dtype) -> list[Tensor | None]:
@@ -437,7 +440,10 @@ class _TracedLinear:
         self.xs = []
 
     def __call__(self, *parts: Tensor) -> Tensor:
-        x, out = _plain_map(parts, self.w, self.bias)
+        # Not gemm.py's kernel choice, even without gradients (validation): the compiler picks the kernels, and
+        # that choice (an environment variable, /proc/cpuinfo, a dict of shapes) breaks the graph, which sent the
+        # block back to eager for the rest of a training run after its first validation (0.26 -> 0.42 s/step).
+        x, out = _plain_map(parts, self.w, self.bias, choose_kernel=False)
         if self.taps is not None:
             out = out + self.taps[len(self.xs)]
         self.xs.append(x)
@@ -529,7 +535,8 @@ class Draw(nn.Module):
         # The largest block that divides T: one compiled graph, no second one for a shorter last block.
         steps = self.cfg.steps
         self._block_size = max(k for k in range(1, min(glimpses_per_call, steps) + 1) if steps % k == 0)
-        self._compiled_block = torch.compile(self._traced_block, **compile_kwargs)
+        # Static shapes: a graph per batch size (training's, validation's), none of them slowed by a symbolic batch.
+        self._compiled_block = torch.compile(self._traced_block, **{"dynamic": False, **compile_kwargs})
 
     def _traced_block(self, x: Tensor, state: tuple, eps: Tensor, args: tuple):
         """k glimpses of _glimpse on _TracedLinear maps built from args (_traced_args), eps (k, B, Z): the state
@@ -669,11 +676,15 @@ class Draw(nn.Module):
 
     def _compiled_glimpses(self, x: Tensor, eps: Tensor, w: _Fused):
         """_glimpses through the compiled blocks (compile_step), without a trace."""
-        state = self._initial(x.shape[0])
+        def dense(state):  # the strides of every block's inputs alike (the initial state is expanded, stride 0, and
+            return tuple(s if s is None else s.contiguous() for s in state)  # read params a slice): one graph
+
+        state = dense(self._initial(x.shape[0]))
         latents = []
         for t in range(0, self.cfg.steps, self._block_size):
             block = eps[t:t + self._block_size]
             state, block_latents, inputs = self._compiled_block(x, state, block, _traced_args(w, block.shape[0]))
+            state = dense(state)
             for m, inp in zip(w, inputs):
                 m.keep_input(inp)
             latents += block_latents
