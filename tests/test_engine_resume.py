@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -36,6 +37,12 @@ def test_resume_is_bit_identical(reference, tmp_path):
     resumed = run_script([*COMMON, "--train.run_dir", str(tmp_path), "--train.max_steps", str(2 * N),
                           "--train.resume", "auto"])
     assert f"at step {N}" in resumed.stderr
+    # Each start is kept, oldest first (config.json holds the last): the resume names its checkpoint and its change.
+    starts = [json.loads(line) for line in (tmp_path / "starts.jsonl").read_text().splitlines()]
+    assert [s["resumed_from"] for s in starts] == [None, str(tmp_path / "checkpoints" / f"ckpt-{N:09d}.pt")]
+    assert [s["changed_on_resume"] for s in starts] == [{}, {"train.max_steps": [N, 2 * N]}]
+    assert starts[0]["time"] <= starts[1]["time"] and all(s["code"]["package"] for s in starts)
+    assert {k: v for k, v in starts[1].items() if k != "time"} == json.loads((tmp_path / "config.json").read_text())
 
     full_losses = [r["loss"] for r in read_metrics(reference)]
     assert len(full_losses) == 2 * N

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 import types
 import typing
 from pathlib import Path
@@ -159,11 +160,15 @@ def parse_config(cls, argv: list[str] | None = None, *, presets: dict[str, dict]
 
 
 def write_resolved_config(run_dir: str | os.PathLike, cfg, argv: list[str] | None = None, **extra) -> Path:
-    """run_dir/config.json: the resolved config plus the command line that produced it."""
+    """run_dir/config.json: the resolved config plus the command line that produced it (this start's), and the same
+    record appended to run_dir/starts.jsonl with the time: one line per start of the run, oldest first, so a run
+    continued over many sessions keeps what each of them ran (its code, its changes on resume)."""
     path = Path(run_dir) / "config.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"argv": list(sys.argv if argv is None else argv), "config": to_dict(cfg), **extra}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, path)
+    with open(path.parent / "starts.jsonl", "a") as f:
+        f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
     return path
