@@ -445,7 +445,7 @@ def test_compiled_step_stays_one_graph_per_batch_size_through_validation():
     eager = calm_model(cfg, seed=3)
     compiled = Draw(cfg)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_step(glimpses_per_call=2)
+    compiled.compile_step(glimpses_per_call=1)  # the smallest graph to compile; 4 blocks per pass
     gen = torch.Generator().manual_seed(0)
     train_x, valid_x = ((torch.rand(n, 1, 12, 16, generator=gen) < 0.4).float() for n in (6, 10))
     train_eps, valid_eps = (torch.randn(cfg.steps, n, cfg.z_size, generator=gen) for n in (6, 10))
