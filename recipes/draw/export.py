@@ -76,6 +76,7 @@ FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality
            "draw_quality_dyn3": _continued("the 76 of draw_quality_dyn2's model"),
            "draw_quality_dyn4": _continued("the 90 of draw_quality_dyn3's model"),
            "draw_quality_dyn5": _continued("the 110 of draw_quality_dyn4's model"),
+           "draw_quality_paper_v3": _PAPER,  # run draw-paper-v3: 100 epochs from scratch on one cosine
            "draw_quality_tiny": {"test negative ELBO, nats": "attention.test_bound_nats"}}
 
 
