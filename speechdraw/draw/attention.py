@@ -81,8 +81,14 @@ _LOG_FLOOR = -40.0
 _FLOOR = 5e-18  # just above e^-40, so clamped logits come out as exact zeros
 
 
-@functools.lru_cache(maxsize=64)
 def _constants(n: int, height: int, width: int, device: torch.device, dtype: torch.dtype):
+    """_make_constants, cached per shape in eager mode. Under torch.compile they are built inside the graph instead
+    (and folded into it): dynamo does not trace through an lru_cache, and warns on every compiled run if asked to."""
+    make = _make_constants if torch.compiler.is_compiling() else _cached_constants
+    return make(n, height, width, device, dtype)
+
+
+def _make_constants(n: int, height: int, width: int, device: torch.device, dtype: torch.dtype):
     """Per-shape constants: centre scales (2,), scaled filter offsets (N,), pixel coordinates (2, 1, S), mask or None,
     last pixel per axis (2, 1).
 
@@ -101,6 +107,9 @@ def _constants(n: int, height: int, width: int, device: torch.device, dtype: tor
             mask[axis, :, :length] = 1
     last = torch.tensor([[width], [height]], device=device, dtype=dtype)  # (2, 1) each axis's last pixel
     return centre_scale, offsets, coords, mask, last
+
+
+_cached_constants = functools.lru_cache(maxsize=64)(_make_constants)
 
 
 class _Bank(NamedTuple):
