@@ -2,13 +2,15 @@
 
     python bench/draw_quality.py --runs ~/speechdraw-runs/draw-paper ~/speechdraw-runs/draw-noattn
     python bench/draw_quality.py --runs ~/speechdraw-runs/draw-tiny --iwae-k 20 --name draw_quality_tiny
+    python bench/draw_quality.py --runs draw-mnist ~/speechdraw-runs/draw-cond4 --data MNIST_IDX_DIR  # a shipped model
 
 Each run directory holds release/ (scored by recipes/draw/evaluate.py: the negative ELBO and the importance-weighted
 bound with --iwae-k samples, both on the full test set; --iwae-images N takes a seeded random N instead, recorded with
-its seed and indices hash, never the first N) and metrics.jsonl (the
-validation bound of every epoch: the learning curve; the training rows' seconds per step). The paper's figures on the
-Larochelle & Murray binarisation: <= 80.97 nats with attention, 87.40 without (T = 64). With two runs the record says
-whether attention won, and whether the hyper-parameters other than attention were identical.
+its seed and indices hash, never the first N) and metrics.jsonl (the validation bound of every epoch: the learning
+curve; the training rows' seconds per step). A shipped model (a name such as draw-mnist, an archive or a release
+directory) is scored the same way; it has no learning curve. The paper's figures on the Larochelle & Murray
+binarisation: <= 80.97 nats with attention, 87.40 without (T = 64). With two runs the record says whether attention
+won, and whether the hyper-parameters other than attention were identical.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def optional(r: dict, field: str, digits: int) -> float | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", required=True, help="one or two run directories (with release/ and "
-                                                             "metrics.jsonl) (required)")
+                                                             "metrics.jsonl) or shipped models (required)")
     ap.add_argument("--data", default=None, help="score on this IDX directory or .npz instead of the recorded data")
     ap.add_argument("--iwae-k", type=int, default=100, help="importance samples (default: 100)")
     ap.add_argument("--iwae-images", type=int, default=0, help="IWAE bound on a random N test images (0: all; "
@@ -69,22 +71,29 @@ def main(argv=None) -> int:
         ap.error("give one or two runs")
     import torch
 
+    from speechdraw.models import ModelError, resolve_model
+
     torch.set_num_threads(args.threads)
     evaluate = load_recipe("draw", "evaluate")
     figures: dict = {}
     configs = {}
-    for run in map(Path, args.runs):
-        r = evaluate.evaluate_release(str(run / "release"), data=args.data, iwae_k=args.iwae_k,
+    for spec in args.runs:
+        run = Path(spec).expanduser()
+        is_run = (run / "release").is_dir()
+        try:
+            release = run / "release" if is_run else resolve_model(spec, kind="draw", progress=False)
+        except ModelError as e:
+            ap.error(f"{e}; nor is it a run directory (with release/ in it)")
+        r = evaluate.evaluate_release(str(release), data=args.data, iwae_k=args.iwae_k,
                                       iwae_images=args.iwae_images, subset_seed=args.subset_seed)
         cfg = r["config"]
         key = "attention" if cfg["attention"] else "no_attention"
         if key in figures:
             key = f"{key}_{run.name}"
-        curve, s_per_step = learning_curve(run)
-        run_config = json.loads((run / "config.json").read_text())["config"]
-        configs[key] = run_config
+        curve, s_per_step = learning_curve(run) if is_run else ([], None)
+        configs[key] = json.loads((run / "config.json").read_text())["config"] if is_run else None
         figures[key] = {
-            "run": str(run), "data": r["data"],
+            "run": str(run) if is_run else None, "shipped_model": None if is_run else spec, "data": r["data"],
             "model": (f"LSTM {cfg['enc_size']}/{cfg['dec_size']}, z {cfg['z_size']}, T {cfg['steps']}, "
                       + (f"read {cfg['read_n']} write {cfg['write_n']}" if cfg["attention"] else "no attention")
                       + (f", class-conditional ({cfg['num_classes']} labels)" if cfg.get("num_classes") else "")),
@@ -99,8 +108,9 @@ def main(argv=None) -> int:
             "iwae_k": r.get("iwae_k"), "iwae_images": r.get("iwae_images"), "iwae_subset": r.get("iwae_subset"),
             "elbo_on_iwae_images": optional(r, "elbo_bound_on_iwae_images", 2),
             "best_epoch": r["release_metrics"].get("epoch"), "valid_bound_best": r["release_metrics"].get(
-                "valid_bound"), "epochs_trained": len(curve), "train_minutes": r["release_metrics"].get(
-                "train_minutes"), "median_s_per_step": s_per_step, "learning_curve": curve,
+                "valid_bound"), "epochs_trained": len(curve) if is_run else None,
+            "train_minutes": r["release_metrics"].get("train_minutes"), "median_s_per_step": s_per_step,
+            "learning_curve": curve,
             # The paper's figure applies to its configuration on its binarisation only.
             "paper_test_bound": (PAPER[key] if key in PAPER and cfg["steps"] == 64 and "Larochelle" in r["data"]
                                  else None),
@@ -109,9 +119,10 @@ def main(argv=None) -> int:
     if len(keys) == 2:
         a, n = figures["attention"], figures["no_attention"]
         figures["attention_wins"] = a["test_bound_nats"] < n["test_bound_nats"]
-        figures["identical_hyper_parameters"] = hyper_parameters(configs["attention"]) == hyper_parameters(
-            configs["no_attention"])
-        figures["same_epochs"] = a["epochs_trained"] == n["epochs_trained"]
+        if None not in (configs["attention"], configs["no_attention"]):  # two runs, not shipped models
+            figures["identical_hyper_parameters"] = hyper_parameters(configs["attention"]) == hyper_parameters(
+                configs["no_attention"])
+            figures["same_epochs"] = a["epochs_trained"] == n["epochs_trained"]
     write_record(args.name, figures, allow_dirty=args.allow_dirty,
                  title="DRAW quality: test NLL bounds and learning curves",
                  notes="Bounds in nats per image; test bound = negative ELBO with one latent sequence per image over "

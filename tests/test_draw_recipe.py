@@ -280,12 +280,17 @@ def test_class_conditional_run_starts_from_an_unconditional_model(tiny_run, tmp_
     gen = torch.Generator().manual_seed(0)
     b = trained.generate(3, labels=torch.full((3,), 8), generator=gen, return_steps=False).canvases
     assert not torch.allclose(a, b)  # the label weights moved off zero
-    # The quality record scores both, the conditional one with the test labels, and says which is which.
+    # The quality record scores both, the conditional one with the test labels, and says which is which. The start
+    # is given as a model (its release directory, as a shipped model would be), the conditional one as its run.
     out = tmp_path / "results"
-    run_script(["bench/draw_quality.py", "--runs", str(run), str(tmp_path / "cond"), "--iwae-k", "4",
+    run_script(["bench/draw_quality.py", "--runs", str(run / "release"), str(tmp_path / "cond"), "--iwae-k", "4",
                 "--iwae-images", "50", "--results-dir", str(out), "--allow-dirty", "--name", "cond"])
     figures = json.loads((out / "cond.json").read_text())["figures"]
     plain, labelled = figures["attention"], figures["attention_cond"]
+    assert plain["shipped_model"] == str(run / "release") and plain["run"] is None
+    assert plain["learning_curve"] == [] and plain["epochs_trained"] is None
+    assert labelled["run"] == str(tmp_path / "cond") and labelled["shipped_model"] is None
+    assert [r["epoch"] for r in labelled["learning_curve"]] == [0] and labelled["epochs_trained"] == 1
     assert "class-conditional (10 labels)" in labelled["model"] and "conditional" not in plain["model"]
     assert plain["test_images"] == labelled["test_images"] == 10000 and labelled["iwae_images"] == 50
     # The spread and the cost of each bound are recorded too: a README quotes them.
