@@ -70,6 +70,7 @@ FIGURES = {"draw_quality": _PAPER, "draw_quality_paper40": _PAPER, "draw_quality
            "draw_quality_warm": _continued("the 12 of draw_quality_paper12's run"),
            "draw_quality_cond": _cond("draw-cond", "draw-mnist's 23 epochs"),
            "draw_quality_cond3": _cond("draw-cond3", "draw-mnist's 110 epochs"),
+           "draw_quality_cond4": _cond("draw-cond4", "draw-mnist's 100 epochs"),
            "draw_quality_cos": _continued("the 23 of draw_quality_warm's model"),
            "draw_quality_cos2": _continued("the 28 of draw_quality_cos's model"),
            "draw_quality_dyn": _continued("the 40 of draw_quality_cos2's model"),
