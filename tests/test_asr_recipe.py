@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -148,11 +149,14 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoint_or_a_release(tmp_path, c
     source = safe_load(tmp_path / "a" / "checkpoints" / "best.pt")
     expected, which = checkpoint_weights(source)
     assert which == "ema"
-    for name, init in (("from-ckpt", tmp_path / "a" / "checkpoints" / "best.pt"), ("from-release", tmp_path / "a" /
-                                                                                     "release")):
+    # A model name too, as --model takes it (here one of the user's own releases under $SPEECHDRAW_MODELS).
+    shutil.copytree(tmp_path / "a" / "release", tmp_path / "models" / "my-asr")
+    for name, init in (("from-ckpt", tmp_path / "a" / "checkpoints" / "best.pt"),
+                       ("from-release", tmp_path / "a" / "release"), ("from-name", "my-asr")):
         proc = run_script([*common, "--train.run_dir", str(tmp_path / name), "--train.max_steps", "2",
                            "--train.lr", "0", "--train.init_from", str(init),
-                           "--data.stats_utts", "3"])  # statistics of its own would differ
+                           "--data.stats_utts", "3"],  # statistics of its own would differ
+                          SPEECHDRAW_MODELS=str(tmp_path / "models"))
         assert f"initialised from {init}" in proc.stderr
         state = safe_load(CheckpointManager(tmp_path / name / "checkpoints").list()[0][1])
         assert state["loop"]["step"] == 2
@@ -168,3 +172,7 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoint_or_a_release(tmp_path, c
                        "--train.init_from", str(tmp_path / "a" / "release")], check=False)
     assert proc.returncode != 0 and "--train.init_from" in proc.stderr and "do not fit" in proc.stderr
     assert "Traceback" not in proc.stderr
+    # A name that is no model: one line naming the option and the name.
+    proc = run_script([*common, "--train.run_dir", str(tmp_path / "unknown"), "--train.init_from", "no-such-model"],
+                      check=False)
+    assert proc.returncode != 0 and "--train.init_from no-such-model" in proc.stderr and "Traceback" not in proc.stderr

@@ -55,8 +55,8 @@ class TrainConfig:
     resume: str = field(default="", metadata={"help": "'' fresh, 'auto' newest complete checkpoint, or a path"})
     init_from: str = field(default="", metadata={
         "help": "start a fresh run from these weights: a resume checkpoint (its EMA average when it kept one) or a "
-                "release directory of the same model; optimiser, schedule and data order start anew (fine-tuning). "
-                "A resumed run ignores it"})
+                "model of the same shape as --model takes it (release directory, archive, URL or name such as "
+                "draw-mnist); optimiser, schedule and data order start anew (fine-tuning). A resumed run ignores it"})
     deterministic: bool = field(default=False, metadata={"help": "deterministic kernels (slower)"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     ema_decay: float = field(default=0.0, metadata={"help": "EMA of weights for eval/release (0: off)"})
@@ -194,20 +194,23 @@ def save_checkpoint(ctx: RunContext, state: dict, step: int, *, is_best: bool = 
 
 def load_init(path: str) -> tuple[dict, dict]:
     """--train.init_from: (model weights, extra) from a resume checkpoint file (its EMA average when it kept one;
-    extra: the checkpoint's "extra", e.g. feature statistics) or a release directory (extra: {"release": dir})."""
+    extra: the checkpoint's "extra", e.g. feature statistics) or a model as --model takes it: a release directory,
+    release archive, URL or shipped name such as draw-mnist (extra: {"release": its directory})."""
     from speechdraw.engine.checkpoint import CheckpointError, load_checkpoint
     from speechdraw.engine.ema import checkpoint_weights
     from speechdraw.engine.release import ReleaseError, load_release
+    from speechdraw.models import ModelError, is_archive, resolve_model
 
     p = Path(path).expanduser()
     try:
-        if p.is_dir():
-            return load_release(p).state_dict, {"release": str(p)}
-        state = load_checkpoint(p)
-    except (CheckpointError, ReleaseError, OSError) as e:
+        if p.is_file() and not is_archive(p):
+            state = load_checkpoint(p)
+            weights, _ = checkpoint_weights(state)
+            return weights, dict(state.get("extra") or {})
+        release = resolve_model(path)
+        return load_release(release).state_dict, {"release": str(release)}
+    except (CheckpointError, ReleaseError, ModelError, OSError) as e:
         raise SystemExit(f"--train.init_from {path}: {e}") from None
-    weights, _ = checkpoint_weights(state)
-    return weights, dict(state.get("extra") or {})
 
 
 def restore(ctx: RunContext, state: dict | None, *, model: nn.Module, optimizer, scheduler=None, scaler=None,
