@@ -5,6 +5,7 @@ against a CPU run of the same batches.
     python bench/gpu_check.py --steps 300 --ref-steps 10 --speech ~/speechdraw-runs/data/synth/train.jsonl
     python bench/gpu_check.py --dry-run --steps 3              # no GPU: the CPU parts only (the commands, the metric
                                                                # parsing, the loss comparison; tests run this)
+    python bench/gpu_check.py --record gpu_check_h200          # also bench/results/gpu_check_h200.json (clean tree)
 
 Per recipe it runs, each in its own run directory (under --work, a temporary directory by default):
   cpu-ref   fp32 on the CPU for --ref-steps steps (accumulating over W batches per step when W GPUs are compared);
@@ -27,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,6 +40,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import require_clean_tree, write_record  # noqa: E402  bench/record.py, beside this file
 
 DRAW_ARGS = ["recipes/draw/train.py", "--preset", "paper"]
 DRAW_DRY = ["recipes/draw/train.py", "--preset", "tiny", "--model.enc_size", "32", "--model.dec_size", "32",
@@ -122,10 +126,13 @@ def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peak
                     "--train.accum_steps", str(world // ranks)], run_dir, ranks, log)
         units, flops = throughput(recipe, rows, run_dir, ranks)
         peak = peaks.get(precision)
+        cmp_ = compare(ref, rows)
         results.append({"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
                         "unit": "s audio" if recipe == "asr" else "images",
+                        "s_per_step": statistics.median(r["s_per_step"] for r in rows[len(rows) // 10:] or rows),
                         "model_tflops": flops / 1e12, "peak_fraction": flops / 1e12 / (peak * ranks) if peak else None,
-                        "vs_cpu": compare(ref, rows)})
+                        "vs_cpu_steps": cmp_["steps"], "vs_cpu_max_step_rel": cmp_.get("max_step_rel"),
+                        "vs_cpu_mean_rel": cmp_.get("mean_rel")})
     return results
 
 
@@ -139,8 +146,16 @@ def main(argv=None) -> int:
                    help="speech manifest for the ASR recipe (trains and validates on it)")
     p.add_argument("--work", default="", help="run directories go here (default: a temporary directory)")
     p.add_argument("--json", default="", help="also write the results to this JSON file")
+    p.add_argument("--asr-args", default="", help="more arguments for every ASR run, one string (e.g. "
+                   "'--augment.codec_prob 0' where PyAV is missing)")
+    p.add_argument("--draw-args", default="", help="more arguments for every DRAW run, one string")
     p.add_argument("--dry-run", action="store_true", help="no GPU needed: the GPU runs become CPU fp32 runs")
+    p.add_argument("--record", default="", metavar="NAME",
+                   help="also write bench/results/NAME.json (refused from a tree with uncommitted changes)")
+    p.add_argument("--allow-dirty", action="store_true", help="with --record: write it from a dirty tree, marked so")
     args = p.parse_args(argv)
+    if args.record:
+        require_clean_tree(args.allow_dirty)  # before the work, not after it
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
 
     if not args.dry_run and not torch.cuda.is_available():
@@ -151,8 +166,9 @@ def main(argv=None) -> int:
     if peaks:
         log(f"{torch.cuda.get_device_name(0)} x {gpus}: dense GEMM {peaks['bf16']:.0f} TFLOP/s bf16, "
             f"{peaks['fp16']:.0f} fp16")
-    data = {"draw": ["--data.root", args.mnist], "asr": ["--data.train", args.speech, "--data.dev", args.speech,
-                                                         "--data.max_dev_utts", "50"]}
+    data = {"draw": ["--data.root", args.mnist, *shlex.split(args.draw_args)],
+            "asr": ["--data.train", args.speech, "--data.dev", args.speech, "--data.max_dev_utts", "50",
+                    *shlex.split(args.asr_args)]}
     bases = {"draw": DRAW_DRY if args.dry_run else DRAW_ARGS, "asr": ASR_DRY if args.dry_run else ASR_ARGS}
     present = {"draw": (Path(args.mnist) / "train-images-idx3-ubyte.gz").is_file(), "asr": Path(args.speech).is_file()}
     results = []
@@ -167,14 +183,18 @@ def main(argv=None) -> int:
     print(f"{'recipe':6} {'run':10} {'steps':>5} {'throughput':>18} {'model TFLOP/s':>13} {'of peak':>8} "
           f"{'loss vs CPU: max step / mean':>30}")
     for r in results:
-        c = r["vs_cpu"]
         frac = f"{r['peak_fraction']:.1%}" if r["peak_fraction"] is not None else "n/a"
-        cmp_ = f"{c['max_step_rel']:.2e} / {c['mean_rel']:.2e} ({c['steps']} steps)" if c["steps"] else "n/a"
+        cmp_ = (f"{r['vs_cpu_max_step_rel']:.2e} / {r['vs_cpu_mean_rel']:.2e} ({r['vs_cpu_steps']} steps)"
+                if r["vs_cpu_steps"] else "n/a")
         print(f"{r['recipe']:6} {r['run']:10} {r['steps']:>5} {r['units_per_s']:>10.1f} {r['unit']:>7}/s "
               f"{r['model_tflops']:>13.3f} {frac:>8} {cmp_:>30}")
+    figures = {"device": torch.cuda.get_device_name(0) if gpus else "cpu (dry run)", "gpus": gpus,
+               "cuda": torch.version.cuda, "torch": torch.__version__, "peak_tflops": peaks, "results": results}
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": torch.cuda.get_device_name(0) if gpus else "cpu (dry run)",
-                                               "gpus": gpus, "peak_tflops": peaks, "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps(figures, indent=1))
+    if args.record:
+        write_record(args.record, figures, allow_dirty=args.allow_dirty,
+                     title="GPU check: both recipes' throughput per precision and their losses against the CPU's")
     return 0
 
 

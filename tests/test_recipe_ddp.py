@@ -140,11 +140,15 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     # The "GPU" runs become CPU fp32 runs of the same batches: the loss comparison must come out at ~0.
     out = tmp_path / "check.json"
     proc = run_script(["bench/gpu_check.py", "--dry-run", "--recipes", "draw", "--steps", "3", "--ref-steps", "3",
-                       "--mnist", str(MNIST), "--json", str(out)], timeout=300)
+                       "--mnist", str(MNIST), "--json", str(out), "--work", str(tmp_path / "work"),
+                       "--draw-args", "--model.steps 3"], timeout=300)
     (r,) = json.loads(out.read_text())["results"]
-    assert r["steps"] == 3 and r["units_per_s"] > 0 and r["model_tflops"] > 0
-    assert r["vs_cpu"]["steps"] == 3 and r["vs_cpu"]["max_step_rel"] < 1e-6
+    assert r["steps"] == 3 and r["units_per_s"] > 0 and r["model_tflops"] > 0 and r["s_per_step"] > 0
+    assert r["vs_cpu_steps"] == 3 and r["vs_cpu_max_step_rel"] < 1e-6
     assert "draw   cpu-fp32" in proc.stdout
+    for run in ("cpu-ref", "cpu-fp32"):  # --draw-args reach every run
+        config = json.loads((tmp_path / "work" / "draw" / run / "config.json").read_text())["config"]
+        assert config["model"]["steps"] == 3
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
@@ -162,7 +166,7 @@ def test_gpu_check_on_cuda(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert {r["run"] for r in results} >= {"1gpu-bf16", "1gpu-fp16"}
     for r in results:
-        assert r["vs_cpu"]["mean_rel"] < 0.05, r  # same batches: the same loss level
+        assert r["vs_cpu_mean_rel"] < 0.05, r  # same batches: the same loss level
         assert 0 < r["peak_fraction"] < 1, r
 
 
