@@ -41,7 +41,9 @@ def seeded(seed: int | None, device: torch.device | str | None = None) -> Iterat
         return
     device = torch.device(device) if device is not None else torch.device("cpu")
     cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda" if cuda else None):
+    # device_type names the accelerator whose listed devices are forked (none here when the block runs on the CPU).
+    # It must be a string: torch 2.11's fork_rng calls torch.device(None) otherwise (seen on a CUDA machine).
+    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda"):
         torch.manual_seed(seed)
         yield
 
