@@ -98,16 +98,35 @@ def throughput(recipe: str, rows: list[dict], run_dir: Path, ranks: int) -> tupl
     return rate, 6 * params * rate * cfg["model"]["steps"]
 
 
+def is_update(row: dict) -> bool:
+    """Whether a logged step changed the weights: fp16 steps whose gradients overflowed (GradScaler skips them and
+    lowers its scale, routinely in the first steps) and skipped non-finite steps did not."""
+    return math.isfinite(row["grad_norm"]) and not row.get("skipped")
+
+
+def seconds_per_step(rows: list[dict]) -> float:
+    """Median wall time between consecutive logged steps (every step is logged) after the first 10%."""
+    times = [r["time"] for r in rows[len(rows) // 10:] or rows]
+    return statistics.median(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else math.nan
+
+
 def compare(ref: list[dict], rows: list[dict]) -> dict:
-    """Loss agreement over the steps both runs logged: the largest per-step and the mean relative difference."""
+    """Loss agreement at equal numbers of weight updates: the largest per-step and the mean relative difference.
+
+    A run's step whose weights have had k updates is paired with the CPU reference's step k + 1 (the fp32 reference
+    updates at every step), so an fp16 run's overflow steps at the start do not pair a model that has not moved with
+    one that has."""
     a = {r["step"]: r["loss"] for r in ref}
-    common = [r for r in rows if r["step"] in a]
-    if not common:
+    pairs, updates = [], 0
+    for r in rows:
+        if updates + 1 in a:
+            pairs.append((r["loss"], a[updates + 1]))
+        updates += is_update(r)
+    if not pairs:
         return {"steps": 0}
-    per_step = [abs(r["loss"] - a[r["step"]]) / abs(a[r["step"]]) for r in common]
-    mean_ref = statistics.fmean(a[r["step"]] for r in common)
-    mean_run = statistics.fmean(r["loss"] for r in common)
-    return {"steps": len(common), "max_step_rel": max(per_step), "mean_rel": abs(mean_run - mean_ref) / abs(mean_ref)}
+    per_step = [abs(run - want) / abs(want) for run, want in pairs]
+    mean_ref, mean_run = statistics.fmean(p[1] for p in pairs), statistics.fmean(p[0] for p in pairs)
+    return {"steps": len(pairs), "max_step_rel": max(per_step), "mean_rel": abs(mean_run - mean_ref) / abs(mean_ref)}
 
 
 def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peaks: dict, log) -> list[dict]:
@@ -129,7 +148,8 @@ def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peak
         cmp_ = compare(ref, rows)
         results.append({"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
                         "unit": "s audio" if recipe == "asr" else "images",
-                        "s_per_step": statistics.median(r["s_per_step"] for r in rows[len(rows) // 10:] or rows),
+                        "s_per_step": seconds_per_step(rows),
+                        "overflow_steps": sum(not is_update(r) for r in rows),
                         "model_tflops": flops / 1e12, "peak_fraction": flops / 1e12 / (peak * ranks) if peak else None,
                         "vs_cpu_steps": cmp_["steps"], "vs_cpu_max_step_rel": cmp_.get("max_step_rel"),
                         "vs_cpu_mean_rel": cmp_.get("mean_rel")})

@@ -10,14 +10,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import sys
 import time
 
 import pytest
 import torch
 from asr_recipe_fixtures import needs_espeak, speak_corpus
-from conftest import SHARED, read_metrics, run_script
+from conftest import REPO, SHARED, read_metrics, run_script
 
 from speechdraw.asr.data import durations
 from speechdraw.asr.manifest import read_manifest
@@ -149,6 +151,20 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     for run in ("cpu-ref", "cpu-fp32"):  # --draw-args reach every run
         config = json.loads((tmp_path / "work" / "draw" / run / "config.json").read_text())["config"]
         assert config["model"]["steps"] == 3
+
+
+def test_gpu_check_compares_losses_at_equal_updates():
+    # fp16 runs skip their first updates while GradScaler finds its scale (seen on an H200: the paper preset's fp16
+    # run came out 86% off the CPU's losses when compared step by step). A step is compared at equal updates.
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "bench" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    ref = [{"step": s, "loss": 100.0 - 10 * s, "grad_norm": 1.0, "skipped": 0} for s in (1, 2, 3)]
+    rows = [{"step": s, "loss": loss, "grad_norm": norm, "skipped": 0}
+            for s, loss, norm in [(1, 90.0, math.inf), (2, 90.0, math.inf), (3, 90.0, 2.0), (4, 80.0, 2.0),
+                                  (5, 70.0, 2.0), (6, 60.0, 2.0)]]
+    assert gpu_check.compare(ref, rows) == {"steps": 5, "max_step_rel": 0.0, "mean_rel": 0.0}
+    assert gpu_check.seconds_per_step([{"time": t} for t in (0.0, 1.0, 1.5, 2.0, 2.5)]) == 0.5
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
