@@ -18,8 +18,12 @@ the logged steps after the first 10%; the fraction of peak is approximate model 
 x images x glimpses) over the dense matmul rate this GPU reaches in the same precision (measured here on an 8192^3
 GEMM), not the datasheet's.
 
-Without CUDA (and without --dry-run) it prints why and exits 0. In --dry-run the "GPU" runs are CPU fp32 runs, so the
-loss comparison must come out at ~0 (a check of the comparison itself).
+The first --ref-steps losses pair by weight updates, not steps: an fp16 run skips updates while GradScaler lowers its
+scale (10 steps for the DRAW paper preset on an H200), and those steps are counted as overflow_steps.
+
+--json and --record are written again as each run ends ("complete": false until the last), so a check stopped by a
+time limit keeps the runs it finished. Without CUDA (and without --dry-run) it prints why and exits 0. In --dry-run
+the "GPU" runs are CPU fp32 runs, so the loss comparison must come out at ~0 (a check of the comparison itself).
 """
 
 from __future__ import annotations
@@ -129,8 +133,8 @@ def compare(ref: list[dict], rows: list[dict]) -> dict:
     return {"steps": len(pairs), "max_step_rel": max(per_step), "mean_rel": abs(mean_run - mean_ref) / abs(mean_ref)}
 
 
-def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peaks: dict, log) -> list[dict]:
-    results = []
+def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peaks: dict, log):
+    """Yields one result row per compared run, as each run ends."""
     ref_dir = work / recipe / "cpu-ref"
     world = gpus if gpus > 1 else 1
     ref = run([*base, "--train.device", "cpu", "--train.precision", "fp32", "--train.max_steps", str(args.ref_steps),
@@ -146,14 +150,13 @@ def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peak
         units, flops = throughput(recipe, rows, run_dir, ranks)
         peak = peaks.get(precision)
         cmp_ = compare(ref, rows)
-        results.append({"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
+        yield ({"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
                         "unit": "s audio" if recipe == "asr" else "images",
                         "s_per_step": seconds_per_step(rows),
                         "overflow_steps": sum(not is_update(r) for r in rows),
                         "model_tflops": flops / 1e12, "peak_fraction": flops / 1e12 / (peak * ranks) if peak else None,
                         "vs_cpu_steps": cmp_["steps"], "vs_cpu_max_step_rel": cmp_.get("max_step_rel"),
                         "vs_cpu_mean_rel": cmp_.get("mean_rel")})
-    return results
 
 
 def main(argv=None) -> int:
@@ -192,13 +195,29 @@ def main(argv=None) -> int:
     bases = {"draw": DRAW_DRY if args.dry_run else DRAW_ARGS, "asr": ASR_DRY if args.dry_run else ASR_ARGS}
     present = {"draw": (Path(args.mnist) / "train-images-idx3-ubyte.gz").is_file(), "asr": Path(args.speech).is_file()}
     results = []
+
+    def save(complete: bool) -> None:
+        """--json and --record after every run, so a check stopped by a time limit keeps the runs it finished."""
+        figures = {"device": torch.cuda.get_device_name(0) if gpus else "cpu (dry run)", "gpus": gpus,
+                   "cuda": torch.version.cuda, "torch": torch.__version__, "peak_tflops": peaks,
+                   "complete": complete, "results": results}
+        if args.json:
+            tmp_json = Path(args.json).with_suffix(".tmp")
+            tmp_json.write_text(json.dumps(figures, indent=1))
+            os.replace(tmp_json, args.json)
+        if args.record:
+            write_record(args.record, figures, allow_dirty=args.allow_dirty,
+                         title="GPU check: both recipes' throughput per precision and their losses against the CPU's")
+
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(args.work or tmp)
         for recipe in [r for r in args.recipes.split(",") if r]:
             if not present[recipe]:
                 log(f"gpu_check: skipping {recipe}: no data at {args.mnist if recipe == 'draw' else args.speech}")
                 continue
-            results += check_recipe(recipe, [*bases[recipe], *data[recipe]], work, args, gpus, peaks, log)
+            for result in check_recipe(recipe, [*bases[recipe], *data[recipe]], work, args, gpus, peaks, log):
+                results.append(result)
+                save(complete=False)
 
     print(f"{'recipe':6} {'run':10} {'steps':>5} {'throughput':>18} {'model TFLOP/s':>13} {'of peak':>8} "
           f"{'loss vs CPU: max step / mean':>30}")
@@ -208,13 +227,7 @@ def main(argv=None) -> int:
                 if r["vs_cpu_steps"] else "n/a")
         print(f"{r['recipe']:6} {r['run']:10} {r['steps']:>5} {r['units_per_s']:>10.1f} {r['unit']:>7}/s "
               f"{r['model_tflops']:>13.3f} {frac:>8} {cmp_:>30}")
-    figures = {"device": torch.cuda.get_device_name(0) if gpus else "cpu (dry run)", "gpus": gpus,
-               "cuda": torch.version.cuda, "torch": torch.__version__, "peak_tflops": peaks, "results": results}
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1))
-    if args.record:
-        write_record(args.record, figures, allow_dirty=args.allow_dirty,
-                     title="GPU check: both recipes' throughput per precision and their losses against the CPU's")
+    save(complete=True)
     return 0
 
 

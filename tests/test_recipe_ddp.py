@@ -144,7 +144,9 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     proc = run_script(["bench/gpu_check.py", "--dry-run", "--recipes", "draw", "--steps", "3", "--ref-steps", "3",
                        "--mnist", str(MNIST), "--json", str(out), "--work", str(tmp_path / "work"),
                        "--draw-args", "--model.steps 3"], timeout=300)
-    (r,) = json.loads(out.read_text())["results"]
+    check = json.loads(out.read_text())
+    (r,) = check["results"]
+    assert check["complete"] is True
     assert r["steps"] == 3 and r["units_per_s"] > 0 and r["model_tflops"] > 0 and r["s_per_step"] > 0
     assert r["vs_cpu_steps"] == 3 and r["vs_cpu_max_step_rel"] < 1e-6
     assert "draw   cpu-fp32" in proc.stdout
