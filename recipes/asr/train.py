@@ -47,7 +47,7 @@ from speechdraw.asr.features import (
     speed_perturb,
     vtlp_factors,
 )
-from speechdraw.asr.manifest import read_manifest
+from speechdraw.asr.manifest import ManifestError, read_manifest
 from speechdraw.asr.metrics import ErrorRates
 from speechdraw.asr.model import AcousticModel, AcousticModelConfig, ctc_loss_sum, ctc_units
 from speechdraw.asr.release import export_checkpoint
@@ -186,16 +186,26 @@ def evaluate(model: nn.Module, frontend: FeatureExtractor, dataset: SpeechDatase
 # ------------------------------------------------------------------------------------------------------------- main
 
 
+def read_manifests(dc: DataConfig) -> tuple[list, list]:
+    """(train, dev) entries, read before the run directory is made: a missing or malformed manifest is one line on
+    stderr naming the file (and its line), exit status 2."""
+    try:
+        return read_manifest(dc.train), read_manifest(dc.dev)
+    except (OSError, ManifestError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv=None):
     cfg, _ = parse_config(Config, argv, presets=PRESETS, description=__doc__)
-    ctx = setup_run(cfg.train, cfg)
     tc, dc = cfg.train, cfg.data
+    entries, dev_entries = read_manifests(dc)
+    ctx = setup_run(cfg.train, cfg)
     tokens = token_set(dc.tokens)
     if cfg.model.vocab_size != len(tokens) + 1:
         raise SystemExit(f"model.vocab_size is {cfg.model.vocab_size}, but {dc.tokens} has {len(tokens)} tokens: "
                          f"set --model.vocab_size {len(tokens) + 1} (tokens + blank)")
 
-    entries = read_manifest(dc.train)
     if dc.max_train_utts:
         entries = entries[:dc.max_train_utts]
     entries, report = filter_alignable(entries, tokens, cfg.features, cfg.model, max_duration=dc.max_duration)
@@ -205,7 +215,7 @@ def main(argv=None):
         pool = babble_pool(entries, cfg.augment.babble_pool, tc.seed) if cfg.augment.needs_babble else None
         augment = Augmenter(cfg.augment, cfg.features.sample_rate, tc.seed, pool)
     train_data = SpeechDataset(entries, tokens, cfg.features.sample_rate, augment=augment)
-    dev_entries = read_manifest(dc.dev)[:dc.max_dev_utts or None]
+    dev_entries = dev_entries[:dc.max_dev_utts or None]
     dev_data = SpeechDataset(dev_entries, tokens, cfg.features.sample_rate)
 
     # Global CMVN statistics: measured once on evenly spaced training utterances, then kept in every checkpoint.
