@@ -45,7 +45,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import require_clean_tree, write_record  # noqa: E402  bench/record.py, beside this file
+from record import parse_bench_args, write_record  # noqa: E402  bench/record.py, beside this file
 
 DRAW_ARGS = ["recipes/draw/train.py", "--preset", "paper"]
 DRAW_DRY = ["recipes/draw/train.py", "--preset", "tiny", "--model.enc_size", "32", "--model.dec_size", "32",
@@ -173,12 +173,8 @@ def main(argv=None) -> int:
                    "'--augment.codec_prob 0' where PyAV is missing)")
     p.add_argument("--draw-args", default="", help="more arguments for every DRAW run, one string")
     p.add_argument("--dry-run", action="store_true", help="no GPU needed: the GPU runs become CPU fp32 runs")
-    p.add_argument("--record", default="", metavar="NAME",
-                   help="also write bench/results/NAME.json (refused from a tree with uncommitted changes)")
-    p.add_argument("--allow-dirty", action="store_true", help="with --record: write it from a dirty tree, marked so")
-    args = p.parse_args(argv)
-    if args.record:
-        require_clean_tree(args.allow_dirty)  # before the work, not after it
+    p.add_argument("--record", default="", metavar="NAME", help="also write bench/results/NAME.json")
+    args = parse_bench_args(p, argv)  # refuses a tree with uncommitted changes (before any work) without --allow-dirty
     log = lambda *a: print(*a, file=sys.stderr, flush=True)  # noqa: E731
 
     if not args.dry_run and not torch.cuda.is_available():

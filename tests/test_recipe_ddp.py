@@ -141,7 +141,8 @@ def test_asr_two_ranks_match_one_process_and_survive_a_dead_rank(tmp_path, corpu
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     # The "GPU" runs become CPU fp32 runs of the same batches: the loss comparison must come out at ~0.
     out = tmp_path / "check.json"
-    proc = run_script(["bench/gpu_check.py", "--dry-run", "--recipes", "draw", "--steps", "3", "--ref-steps", "3",
+    proc = run_script(["bench/gpu_check.py", "--allow-dirty", "--dry-run", "--recipes", "draw", "--steps", "3",
+                       "--ref-steps", "3",
                        "--mnist", str(MNIST), "--json", str(out), "--work", str(tmp_path / "work"),
                        "--draw-args", "--model.steps 3"], timeout=300)
     check = json.loads(out.read_text())
@@ -171,7 +172,7 @@ def test_gpu_check_compares_losses_at_equal_updates():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
 def test_gpu_check_without_cuda_says_so():
-    proc = run_script(["bench/gpu_check.py"], timeout=120)
+    proc = run_script(["bench/gpu_check.py", "--allow-dirty"], timeout=120)
     assert "no CUDA device" in proc.stdout
 
 
@@ -179,8 +180,8 @@ def test_gpu_check_without_cuda_says_so():
 @needs_mnist
 def test_gpu_check_on_cuda(tmp_path):
     out = tmp_path / "check.json"
-    run_script(["bench/gpu_check.py", "--recipes", "draw", "--steps", "30", "--ref-steps", "5", "--mnist", str(MNIST),
-                "--json", str(out)], timeout=600)
+    run_script(["bench/gpu_check.py", "--allow-dirty", "--recipes", "draw", "--steps", "30", "--ref-steps", "5",
+                "--mnist", str(MNIST), "--json", str(out)], timeout=600)
     results = json.loads(out.read_text())["results"]
     assert {r["run"] for r in results} >= {"1gpu-bf16", "1gpu-fp16"}
     for r in results:
