@@ -6,6 +6,7 @@ against a CPU run of the same batches.
     python bench/gpu_check.py --dry-run --steps 3              # no GPU: the CPU parts only (the commands, the metric
                                                                # parsing, the loss comparison; tests run this)
     python bench/gpu_check.py --record gpu_check_h200          # also bench/results/gpu_check_h200.json (clean tree)
+    python bench/gpu_check.py --recipes draw --gpu-args "--train.compile true" --record gpu_check_draw_compiled
 
 Per recipe it runs, each in its own run directory (under --work, a temporary directory by default):
   cpu-ref   fp32 on the CPU for --ref-steps steps (accumulating over W batches per step when W GPUs are compared);
@@ -146,7 +147,7 @@ def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peak
         run_dir = work / recipe / name
         device = ["--train.device", "cpu"] if args.dry_run else []
         rows = run([*base, *device, "--train.precision", precision, "--train.max_steps", str(args.steps),
-                    "--train.accum_steps", str(world // ranks)], run_dir, ranks, log)
+                    "--train.accum_steps", str(world // ranks), *shlex.split(args.gpu_args)], run_dir, ranks, log)
         units, flops = throughput(recipe, rows, run_dir, ranks)
         peak = peaks.get(precision)
         cmp_ = compare(ref, rows)
@@ -172,6 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--asr-args", default="", help="more arguments for every ASR run, one string (e.g. "
                    "'--augment.codec_prob 0' where PyAV is missing)")
     p.add_argument("--draw-args", default="", help="more arguments for every DRAW run, one string")
+    p.add_argument("--gpu-args", default="", help="more arguments for the compared runs only, not the CPU reference "
+                   "(e.g. '--train.compile true': the reference's losses need no compiling)")
     p.add_argument("--dry-run", action="store_true", help="no GPU needed: the GPU runs become CPU fp32 runs")
     p.add_argument("--record", default="", metavar="NAME", help="also write bench/results/NAME.json")
     args = parse_bench_args(p, argv)  # refuses a tree with uncommitted changes (before any work) without --allow-dirty

@@ -144,16 +144,16 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     proc = run_script(["bench/gpu_check.py", "--allow-dirty", "--dry-run", "--recipes", "draw", "--steps", "3",
                        "--ref-steps", "3",
                        "--mnist", str(MNIST), "--json", str(out), "--work", str(tmp_path / "work"),
-                       "--draw-args", "--model.steps 3"], timeout=300)
+                       "--draw-args", "--model.steps 3", "--gpu-args", "--train.ema_decay 0.5"], timeout=300)
     check = json.loads(out.read_text())
     (r,) = check["results"]
     assert check["complete"] is True
     assert r["steps"] == 3 and r["units_per_s"] > 0 and r["model_tflops"] > 0 and r["s_per_step"] > 0
     assert r["vs_cpu_steps"] == 3 and r["vs_cpu_max_step_rel"] < 1e-6
     assert "draw   cpu-fp32" in proc.stdout
-    for run in ("cpu-ref", "cpu-fp32"):  # --draw-args reach every run
+    for run, ema in (("cpu-ref", 0.0), ("cpu-fp32", 0.5)):  # --draw-args reach every run, --gpu-args the compared
         config = json.loads((tmp_path / "work" / "draw" / run / "config.json").read_text())["config"]
-        assert config["model"]["steps"] == 3
+        assert config["model"]["steps"] == 3 and config["train"]["ema_decay"] == ema
 
 
 def test_gpu_check_compares_losses_at_equal_updates():
