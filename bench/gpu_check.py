@@ -151,13 +151,12 @@ def check_recipe(recipe: str, base: list[str], work: Path, args, gpus: int, peak
         units, flops = throughput(recipe, rows, run_dir, ranks)
         peak = peaks.get(precision)
         cmp_ = compare(ref, rows)
-        yield ({"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
-                        "unit": "s audio" if recipe == "asr" else "images",
-                        "s_per_step": seconds_per_step(rows),
-                        "overflow_steps": sum(not is_update(r) for r in rows),
-                        "model_tflops": flops / 1e12, "peak_fraction": flops / 1e12 / (peak * ranks) if peak else None,
-                        "vs_cpu_steps": cmp_["steps"], "vs_cpu_max_step_rel": cmp_.get("max_step_rel"),
-                        "vs_cpu_mean_rel": cmp_.get("mean_rel")})
+        yield {"recipe": recipe, "run": name, "steps": len(rows), "units_per_s": units,
+               "unit": "s audio" if recipe == "asr" else "images", "s_per_step": seconds_per_step(rows),
+               "overflow_steps": sum(not is_update(r) for r in rows),
+               "model_tflops": flops / 1e12, "peak_fraction": flops / 1e12 / (peak * ranks) if peak else None,
+               "vs_cpu_steps": cmp_["steps"], "vs_cpu_max_step_rel": cmp_.get("max_step_rel"),
+               "vs_cpu_mean_rel": cmp_.get("mean_rel")}
 
 
 def main(argv=None) -> int:
